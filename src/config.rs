@@ -1,0 +1,129 @@
+//! Settings read from the environment variables Mooncake deployments already set
+//! (`../shared/spec/env.md`), with Mooncake's defaults.
+//!
+//! A [`Config`] is read once per engine, when it is created, so that a process can run engines
+//! with different settings one after the other (the tests do).
+
+use std::time::Duration;
+
+/// Every setting the engine and its transports use.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Range of the random handshake and data ports (`MC_MIN_RPC_PORT`, `MC_MAX_RPC_PORT`).
+    pub min_rpc_port: u16,
+    pub max_rpc_port: u16,
+    /// Port assumed when a peer's name has none (`MC_HANDSHAKE_PORT`).
+    pub default_handshake_port: u16,
+    /// `MC_TCP_BIND_ADDRESS`: published address in metadata-server mode; when set, our
+    /// listeners bind to it too.
+    pub bind_address: Option<String>,
+    /// `MC_LEGACY_RPC_PORT_BINDING`: take the handshake port from `local_server_name`.
+    pub legacy_rpc_port_binding: bool,
+    /// `MC_USE_IPV6`: listen for handshakes on IPv6 as well.
+    pub use_ipv6: bool,
+    /// `MC_HANDSHAKE_CONNECT_TIMEOUT` (seconds).
+    pub handshake_connect_timeout: Duration,
+    /// `MC_HANDSHAKE_MAX_LENGTH` (bytes, 1 MiB to 128 MiB).
+    pub handshake_max_length: usize,
+    /// `MC_TCP_LANES_PER_PEER` (1..=16): connections per peer on the initiator side.
+    pub tcp_lanes_per_peer: usize,
+    /// `MC_TCP_ENABLE_CONNECTION_POOL`: keep data connections open between requests.
+    pub tcp_connection_pool: bool,
+    /// `MC_TCP_PROTO=1` was set. Mooncake's initiators then speak protocol v1; ours keep v2
+    /// towards peers that offer it, because a refused v1 write cannot be reported (see
+    /// `docs/C-API.md`). The value is kept so that this is logged once.
+    pub tcp_force_v1_requested: bool,
+    /// `MC_TCP_STATUS_TIMEOUT_SEC`: longest wait for a v2 status frame.
+    pub tcp_status_timeout: Duration,
+    /// `MC_TCP_PROGRESS_TIMEOUT_SEC`: a peer that moves no byte for this long fails its tasks.
+    pub tcp_progress_timeout: Duration,
+    /// `MC_FORCE_TCP`: install TCP whatever discovery finds.
+    pub force_tcp: bool,
+}
+
+impl Config {
+    /// Reads the environment, falling back to Mooncake's default for every unset or invalid
+    /// value (an invalid value is logged once, as Mooncake does).
+    pub fn from_env() -> Config {
+        let (mut min_port, mut max_port) =
+            (env_u64("MC_MIN_RPC_PORT", 15000, 1, 65535) as u16, env_u64("MC_MAX_RPC_PORT", 17000, 1, 65535) as u16);
+        if min_port > max_port {
+            tracing::warn!(min_port, max_port, "MC_MIN_RPC_PORT > MC_MAX_RPC_PORT; using 15000..=17000");
+            (min_port, max_port) = (15000, 17000);
+        }
+        let progress = env_u64("MC_TCP_PROGRESS_TIMEOUT_SEC", 30, 1, 86_400);
+        Config {
+            min_rpc_port: min_port,
+            max_rpc_port: max_port,
+            default_handshake_port: env_u64("MC_HANDSHAKE_PORT", 12001, 1, 65535) as u16,
+            bind_address: std::env::var("MC_TCP_BIND_ADDRESS").ok().filter(|s| !s.is_empty()),
+            legacy_rpc_port_binding: std::env::var_os("MC_LEGACY_RPC_PORT_BINDING").is_some(),
+            use_ipv6: std::env::var_os("MC_USE_IPV6").is_some(),
+            handshake_connect_timeout: Duration::from_secs(env_u64("MC_HANDSHAKE_CONNECT_TIMEOUT", 5, 1, 3599)),
+            handshake_max_length: env_u64("MC_HANDSHAKE_MAX_LENGTH", 1 << 20, 1 << 20, 128 << 20) as usize,
+            tcp_lanes_per_peer: env_u64("MC_TCP_LANES_PER_PEER", 4, 1, 16) as usize,
+            tcp_connection_pool: env_flag("MC_TCP_ENABLE_CONNECTION_POOL", true),
+            tcp_force_v1_requested: std::env::var("MC_TCP_PROTO").is_ok_and(|v| v.trim() == "1"),
+            tcp_status_timeout: Duration::from_secs(env_u64("MC_TCP_STATUS_TIMEOUT_SEC", 30, 1, 86_400)),
+            tcp_progress_timeout: Duration::from_secs(progress),
+            force_tcp: std::env::var_os("MC_FORCE_TCP").is_some(),
+        }
+    }
+
+    /// Logs, once per engine, the variables that name features this build does not have.
+    pub fn log_ignored_variables(&self) {
+        const ABSENT: &[&str] = &[
+            "MC_FORCE_HCA",
+            "MC_CUSTOM_TOPO_JSON",
+            "MC_GID_INDEX",
+            "MC_SLICE_SIZE",
+            "MC_SLICE_TIMEOUT",
+            "MC_RDMA_BIND_ADDRESS",
+            "MC_TE_METRIC",
+            "MC_METADATA_CLUSTER_ID",
+            "MC_DISABLE_METACACHE",
+            "MC_TE_METADATA_REFRESH_INTERVAL_SECONDS",
+        ];
+        for name in ABSENT {
+            if std::env::var_os(name).is_some() {
+                tracing::info!("{name} is set but applies to a feature this build lacks; ignored");
+            }
+        }
+        if self.tcp_force_v1_requested {
+            tracing::info!(
+                "MC_TCP_PROTO=1: this engine still uses TCP protocol v2 towards peers that offer \
+                 it (a refused v1 write cannot be reported); its server answers v1 requests"
+            );
+        }
+    }
+}
+
+fn env_u64(name: &str, default: u64, min: u64, max: u64) -> u64 {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(raw) => match raw.trim().parse::<u64>() {
+            Ok(v) if (min..=max).contains(&v) => v,
+            _ => {
+                tracing::warn!("{name}={raw:?} is not in {min}..={max}; using {default}");
+                default
+            }
+        },
+    }
+}
+
+fn env_flag(name: &str, default: bool) -> bool {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_values_fall_back_to_default() {
+        assert_eq!(env_u64("MOONCAKE_TEST_UNSET_VARIABLE", 7, 1, 9), 7);
+    }
+}

@@ -1,0 +1,312 @@
+//! Batches and the status of their tasks.
+//!
+//! A batch has a fixed capacity; submissions append tasks until it is full. Each task counts
+//! its outstanding slices with atomics, so transports report completions and callers poll
+//! status without taking a lock. A batch with a pending notification sends it once every task
+//! submitted to it has ended, if all of them completed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::transport::CompletionSink;
+
+/// Task states, with Mooncake's numbering.
+pub const STATUS_WAITING: i32 = 0;
+pub const STATUS_COMPLETED: i32 = 4;
+pub const STATUS_FAILED: i32 = 6;
+
+#[derive(Default)]
+struct Task {
+    /// Slices not yet ended; the task has ended when this reaches 0.
+    outstanding: AtomicU64,
+    transferred: AtomicU64,
+    failed: AtomicBool,
+    ended: AtomicBool,
+}
+
+/// The status of one task, as `getTransferStatus` returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskStatus {
+    pub status: i32,
+    pub transferred_bytes: u64,
+}
+
+/// A notification to send when a batch has completed.
+#[derive(Debug, Clone)]
+pub struct PendingNotify {
+    /// The segment of the batch's first entry.
+    pub segment: i32,
+    pub name: String,
+    pub msg: String,
+}
+
+/// Called when a batch's pending notification is due.
+pub trait NotifySender: Send + Sync {
+    fn send_batch_notify(&self, notify: PendingNotify);
+}
+
+/// One batch.
+pub struct Batch {
+    pub id: u64,
+    tasks: Box<[Task]>,
+    /// Serialises submissions to this batch.
+    reserving: Mutex<()>,
+    /// Tasks reserved by submissions so far (published after their counters are set).
+    submitted: AtomicUsize,
+    /// Tasks submitted but not ended. Raised only under the `notify` lock, and checked under
+    /// it before a notification is taken, so a concurrent submission cannot be notified early.
+    in_flight: AtomicUsize,
+    any_failed: AtomicBool,
+    notify: Mutex<Option<PendingNotify>>,
+    notify_sender: Arc<dyn NotifySender>,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReserveError {
+    Full { capacity: usize, submitted: usize, asked: usize },
+}
+
+impl Batch {
+    fn new(id: u64, capacity: usize, notify_sender: Arc<dyn NotifySender>) -> Option<Batch> {
+        let mut tasks = Vec::new();
+        tasks.try_reserve_exact(capacity).ok()?;
+        tasks.resize_with(capacity, Task::default);
+        Some(Batch {
+            id,
+            tasks: tasks.into_boxed_slice(),
+            reserving: Mutex::new(()),
+            submitted: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            any_failed: AtomicBool::new(false),
+            notify: Mutex::new(None),
+            notify_sender,
+        })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Reserves `count` task slots and sets each one's slice count (`slices[i]`, 0 for a request
+    /// that completes at once). Returns the index of the first task. Counting happens before any
+    /// slice runs, so a fast completion cannot end the batch early.
+    pub fn reserve(&self, slices: &[u64], notify: Option<PendingNotify>) -> Result<usize, ReserveError> {
+        let _reserving = self.reserving.lock();
+        let start = self.submitted.load(Ordering::Acquire);
+        if slices.len() > self.capacity() - start {
+            return Err(ReserveError::Full { capacity: self.capacity(), submitted: start, asked: slices.len() });
+        }
+        let live = slices.iter().filter(|&&n| n > 0).count();
+        {
+            let mut pending = self.notify.lock();
+            self.in_flight.fetch_add(live, Ordering::AcqRel);
+            if notify.is_some() {
+                *pending = notify;
+            }
+        }
+        for (i, &n) in slices.iter().enumerate() {
+            let task = &self.tasks[start + i];
+            task.outstanding.store(n, Ordering::Release);
+            task.ended.store(n == 0, Ordering::Release);
+        }
+        self.submitted.store(start + slices.len(), Ordering::Release);
+        if live == 0 {
+            self.maybe_notify();
+        }
+        Ok(start)
+    }
+
+    /// Status of task `index`, or `None` when no such task was submitted.
+    pub fn status(&self, index: usize) -> Option<TaskStatus> {
+        if index >= self.submitted.load(Ordering::Acquire) {
+            return None;
+        }
+        let t = &self.tasks[index];
+        let status = if !t.ended.load(Ordering::Acquire) {
+            STATUS_WAITING
+        } else if t.failed.load(Ordering::Acquire) {
+            STATUS_FAILED
+        } else {
+            STATUS_COMPLETED
+        };
+        Some(TaskStatus { status, transferred_bytes: t.transferred.load(Ordering::Acquire) })
+    }
+
+    /// True while any submitted task has not ended.
+    pub fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    fn maybe_notify(&self) {
+        let notify = {
+            let mut pending = self.notify.lock();
+            if self.in_flight.load(Ordering::Acquire) != 0 {
+                return;
+            }
+            pending.take()
+        };
+        let Some(notify) = notify else { return };
+        if self.any_failed.load(Ordering::Acquire) {
+            tracing::warn!(batch = self.id, "batch had failed tasks; its notification is not sent");
+            return;
+        }
+        self.notify_sender.send_batch_notify(notify);
+    }
+}
+
+impl CompletionSink for Batch {
+    fn slice_finished(&self, task: usize, bytes: u64, ok: bool) {
+        let t = &self.tasks[task];
+        t.transferred.fetch_add(bytes, Ordering::AcqRel);
+        if !ok {
+            t.failed.store(true, Ordering::Release);
+            self.any_failed.store(true, Ordering::Release);
+        }
+        if t.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            t.ended.store(true, Ordering::Release);
+            if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.maybe_notify();
+            }
+        }
+    }
+}
+
+/// Every live batch of one engine, by id.
+pub struct BatchTable {
+    batches: RwLock<HashMap<u64, Arc<Batch>>>,
+    next_id: AtomicU64,
+    notify_sender: Arc<dyn NotifySender>,
+}
+
+impl BatchTable {
+    pub fn new(notify_sender: Arc<dyn NotifySender>) -> BatchTable {
+        BatchTable { batches: RwLock::new(HashMap::new()), next_id: AtomicU64::new(1), notify_sender }
+    }
+
+    /// Allocates a batch of `capacity` tasks; `None` when that much memory is not available.
+    pub fn allocate(&self, capacity: usize) -> Option<u64> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let batch = Batch::new(id, capacity, self.notify_sender.clone())?;
+        self.batches.write().insert(id, Arc::new(batch));
+        Some(id)
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Batch>> {
+        self.batches.read().get(&id).cloned()
+    }
+
+    /// Frees a batch; `Err(true)` while tasks are in flight, `Err(false)` for an unknown id.
+    pub fn free(&self, id: u64) -> Result<(), bool> {
+        let mut map = self.batches.write();
+        match map.get(&id) {
+            None => Err(false),
+            Some(b) if b.busy() => Err(true),
+            Some(_) => {
+                map.remove(&id);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.batches.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Recorder(Mutex<Vec<PendingNotify>>);
+    impl NotifySender for Recorder {
+        fn send_batch_notify(&self, n: PendingNotify) {
+            self.0.lock().push(n);
+        }
+    }
+
+    fn batch(capacity: usize) -> (Arc<Batch>, Arc<Recorder>) {
+        let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
+        (Arc::new(Batch::new(1, capacity, rec.clone()).unwrap()), rec)
+    }
+
+    fn notify() -> Option<PendingNotify> {
+        Some(PendingNotify { segment: 1, name: "n".into(), msg: "m".into() })
+    }
+
+    #[test]
+    fn capacity_counts_over_all_submits() {
+        let (b, _) = batch(3);
+        assert_eq!(b.reserve(&[1, 1], None), Ok(0));
+        assert!(b.reserve(&[1, 1], None).is_err());
+        assert_eq!(b.reserve(&[1], None), Ok(2));
+    }
+
+    #[test]
+    fn task_ends_after_its_last_slice_and_counts_bytes() {
+        let (b, _) = batch(1);
+        b.reserve(&[2], None).unwrap();
+        b.slice_finished(0, 10, true);
+        assert_eq!(b.status(0).unwrap().status, STATUS_WAITING);
+        assert!(b.busy());
+        b.slice_finished(0, 5, true);
+        assert_eq!(b.status(0).unwrap(), TaskStatus { status: STATUS_COMPLETED, transferred_bytes: 15 });
+        assert!(!b.busy());
+        assert!(b.status(1).is_none());
+    }
+
+    #[test]
+    fn failure_waits_for_the_other_slices() {
+        let (b, _) = batch(1);
+        b.reserve(&[2], None).unwrap();
+        b.slice_finished(0, 0, false);
+        assert_eq!(b.status(0).unwrap().status, STATUS_WAITING);
+        b.slice_finished(0, 7, true);
+        assert_eq!(b.status(0).unwrap(), TaskStatus { status: STATUS_FAILED, transferred_bytes: 7 });
+    }
+
+    #[test]
+    fn notify_is_sent_once_when_all_complete() {
+        let (b, rec) = batch(2);
+        b.reserve(&[1, 1], notify()).unwrap();
+        b.slice_finished(0, 1, true);
+        assert!(rec.0.lock().is_empty());
+        b.slice_finished(1, 1, true);
+        assert_eq!(rec.0.lock().len(), 1);
+    }
+
+    #[test]
+    fn notify_is_dropped_when_a_task_failed() {
+        let (b, rec) = batch(1);
+        b.reserve(&[1], notify()).unwrap();
+        b.slice_finished(0, 0, false);
+        assert!(rec.0.lock().is_empty());
+    }
+
+    #[test]
+    fn zero_length_tasks_complete_at_once() {
+        let (b, rec) = batch(1);
+        b.reserve(&[0], notify()).unwrap();
+        assert_eq!(b.status(0).unwrap().status, STATUS_COMPLETED);
+        assert_eq!(rec.0.lock().len(), 1);
+    }
+
+    #[test]
+    fn free_refuses_busy_batches() {
+        let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let t = BatchTable::new(rec);
+        let id = t.allocate(1).unwrap();
+        t.get(id).unwrap().reserve(&[1], None).unwrap();
+        assert_eq!(t.free(id), Err(true));
+        t.get(id).unwrap().slice_finished(0, 1, true);
+        assert_eq!(t.free(id), Ok(()));
+        assert_eq!(t.free(id), Err(false));
+    }
+}

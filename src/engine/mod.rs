@@ -1,0 +1,412 @@
+//! The Transfer Engine: local regions, open segments, batches, notifications.
+//!
+//! A [`TransferEngine`] owns one handshake server (its RPC port), the transports it installed
+//! (local always; tcp on request or by auto-discovery) and the metadata store its connection
+//! string selected. Every method is safe to call from any thread.
+//!
+//! Where a request goes: [`TransferEngine::submit`] validates the batch's entries, picks a
+//! [`Route`] per entry from the target segment's descriptor (own segment → local memcpy, else
+//! tcp), cuts each entry into slices of the transport's slice size, reserves the tasks in the
+//! [`batch::Batch`] and hands the slices to the transport; transports report each slice back to
+//! the batch, which counts it into its task's status.
+
+pub mod batch;
+pub mod error;
+mod graceful;
+mod memory;
+pub mod notify;
+pub mod regions;
+pub mod segments;
+mod transfer;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+
+pub use batch::TaskStatus;
+pub use error::{Error, Result};
+pub use transfer::TransferRequest;
+
+use crate::config::Config;
+use crate::error::Code;
+use crate::metadata::handshake::{ClientLimits, HandshakeServer, HandshakeService};
+use crate::metadata::p2p::P2pMetadata;
+use crate::metadata::{self, Backend, BufferDesc, MetadataStore, SegmentDescriptor, naming};
+use crate::runtime::{self, RuntimeGuard};
+use crate::transport::local::LocalTransport;
+use crate::transport::tcp::{LaneSettings, TcpTransport};
+use crate::transport::{LinkInfo, Transport};
+use batch::BatchTable;
+use notify::{NotifyInbox, NotifyOutbox};
+use regions::RegionTable;
+use segments::SegmentCache;
+
+/// Arguments of `createTransferEngine`.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// `"P2PHANDSHAKE"`, `"http://…"`, `"etcd://…"`, `"redis://…"`.
+    pub metadata: String,
+    /// The host this engine is reached at; in P2P mode any `:port` is ignored.
+    pub local_server_name: String,
+    /// Ignored in P2P mode, as in Mooncake.
+    pub ip_or_host_name: String,
+    /// Ignored in P2P mode, as in Mooncake.
+    pub rpc_port: u64,
+    /// Discover devices and install the transports they allow (tcp, without RDMA devices).
+    pub auto_discover: bool,
+}
+
+impl EngineOptions {
+    /// P2P handshake options for `host`, with tcp installed.
+    pub fn p2p(host: &str) -> EngineOptions {
+        EngineOptions {
+            metadata: metadata::P2P_HANDSHAKE.into(),
+            local_server_name: host.into(),
+            ip_or_host_name: String::new(),
+            rpc_port: 0,
+            auto_discover: true,
+        }
+    }
+}
+
+/// One Transfer Engine. Cheap to clone handles are not offered: share it in an `Arc`.
+pub struct TransferEngine {
+    shared: Arc<EngineShared>,
+}
+
+pub(crate) struct EngineShared {
+    config: Config,
+    /// Keeps the shared runtime alive for as long as the engine.
+    _runtime: Arc<RuntimeGuard>,
+    /// The server (segment) name peers use: P2P `host:port`.
+    server_name: String,
+    /// Host published for this engine's handshake and data ports.
+    public_host: String,
+    rpc_port: u16,
+    regions: Arc<RegionTable>,
+    segments: Arc<SegmentCache>,
+    batches: BatchTable,
+    inbox: NotifyInbox,
+    outbox: Arc<NotifyOutbox>,
+    metadata: Arc<dyn MetadataStore>,
+    local: Arc<LocalTransport>,
+    tcp: RwLock<Option<Arc<TcpTransport>>>,
+    handshake: Mutex<Option<HandshakeServer>>,
+    /// Set once shutdown started: new work is refused.
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl TransferEngine {
+    /// Creates an engine, starts its handshake server, and installs tcp when `auto_discover`
+    /// (or `MC_FORCE_TCP`) asks for it.
+    pub fn new(opts: EngineOptions) -> Result<TransferEngine> {
+        crate::logging::init();
+        let config = Config::from_env();
+        config.log_ignored_variables();
+        let backend = metadata::classify(&opts.metadata)?;
+        if backend != Backend::P2p {
+            return Err(metadata::unsupported_backend(&backend).into());
+        }
+        let host = naming::host_part(opts.local_server_name.trim());
+        if host.is_empty() {
+            return Err(Error::invalid(format!("local_server_name {:?} has no host part", opts.local_server_name)));
+        }
+        let runtime =
+            runtime::acquire().map_err(|e| Error::new(Code::Context, format!("cannot start runtime: {e}")))?;
+        let handshake_listener = naming::bind_random_port(
+            handshake_bind_ip(&config)?,
+            config.min_rpc_port,
+            config.max_rpc_port,
+            config.use_ipv6,
+        )
+        .map_err(|e| {
+            Error::new(
+                Code::Socket,
+                format!("no free handshake port in {}..={}: {e}", config.min_rpc_port, config.max_rpc_port),
+            )
+        })?;
+        let rpc_port = handshake_listener.local_addr().map_err(|e| Error::new(Code::Socket, e.to_string()))?.port();
+        let server_name = format!("{}:{rpc_port}", naming::wrap_ipv6(&host));
+        let limits = client_limits(&config);
+        let p2p = Arc::new(P2pMetadata::new(runtime.clone(), limits, config.default_handshake_port));
+        let regions = Arc::new(RegionTable::default());
+        let segments = Arc::new(SegmentCache::default());
+        let outbox = Arc::new(NotifyOutbox::new(runtime.clone(), segments.clone(), limits));
+        let shared = Arc::new(EngineShared {
+            _runtime: runtime.clone(),
+            server_name,
+            public_host: host,
+            rpc_port,
+            batches: BatchTable::new(outbox.clone()),
+            outbox,
+            inbox: NotifyInbox::default(),
+            local: Arc::new(LocalTransport::new(regions.clone())),
+            regions,
+            segments,
+            metadata: p2p.clone(),
+            tcp: RwLock::new(None),
+            handshake: Mutex::new(None),
+            stopped: Default::default(),
+            config,
+        });
+        let service: Weak<dyn HandshakeService> = Arc::downgrade(&shared) as Weak<EngineShared>;
+        p2p.set_local(service.clone());
+        let server = HandshakeServer::start(runtime, handshake_listener, service, shared.config.handshake_max_length)
+            .map_err(|e| Error::new(Code::Socket, format!("cannot serve the handshake port: {e}")))?;
+        *shared.handshake.lock() = Some(server);
+        let engine = TransferEngine { shared };
+        if opts.auto_discover || engine.shared.config.force_tcp {
+            engine.install_transport("tcp")?;
+        }
+        tracing::info!(name = %engine.shared.server_name, "transfer engine started (P2P handshake)");
+        Ok(engine)
+    }
+
+    /// The name peers open this engine's segment by.
+    pub fn server_name(&self) -> &str {
+        &self.shared.server_name
+    }
+
+    /// The handshake (RPC) port.
+    pub fn rpc_port(&self) -> u16 {
+        self.shared.rpc_port
+    }
+
+    /// `"ip:port"` of the handshake port, as `getLocalIpAndPort` writes it.
+    pub fn local_ip_and_port(&self) -> String {
+        format!("{}:{}", naming::wrap_ipv6(&self.shared.public_host), self.shared.rpc_port)
+    }
+
+    /// Installs a transport by protocol name. Installing one twice returns the existing one.
+    /// Returns an opaque, stable identity of the transport (for `installTransport`'s handle).
+    pub fn install_transport(&self, proto: &str) -> Result<usize> {
+        self.shared.check_running()?;
+        match proto {
+            "tcp" => {
+                let mut slot = self.shared.tcp.write();
+                if let Some(t) = slot.as_ref() {
+                    tracing::debug!("tcp transport already installed");
+                    return Ok(Arc::as_ptr(t) as *const () as usize);
+                }
+                let cfg = &self.shared.config;
+                let listener =
+                    data_listener(cfg).map_err(|e| Error::new(Code::Socket, format!("no free tcp data port: {e}")))?;
+                let settings = LaneSettings {
+                    lanes_per_peer: cfg.tcp_lanes_per_peer,
+                    keep_connections: cfg.tcp_connection_pool,
+                    connect_timeout: cfg.handshake_connect_timeout.min(cfg.tcp_progress_timeout),
+                    io_timeout: cfg.tcp_progress_timeout.min(cfg.tcp_status_timeout),
+                };
+                let tcp = TcpTransport::start(listener, self.shared.regions.clone(), settings)
+                    .map_err(|e| Error::new(Code::Socket, format!("cannot start the tcp transport: {e}")))?;
+                let tcp = Arc::new(tcp);
+                let id = Arc::as_ptr(&tcp) as *const () as usize;
+                *slot = Some(tcp);
+                drop(slot);
+                self.shared.publish();
+                Ok(id)
+            }
+            "rdma" | "nvmeof" | "efa" | "nvlink" | "cxl" | "barex" | "hip" | "ascend" => Err(Error::new(
+                Code::NotImplemented,
+                format!("transport {proto:?} is not available in this build (tcp is)"),
+            )),
+            other => Err(Error::invalid(format!("unknown transport {other:?}"))),
+        }
+    }
+
+    /// Uninstalls a transport: its threads stop and its queued work fails.
+    pub fn uninstall_transport(&self, proto: &str) -> Result<()> {
+        match proto {
+            "tcp" => {
+                let tcp = self.shared.tcp.write().take();
+                if let Some(tcp) = tcp {
+                    tcp.shutdown();
+                    self.shared.publish();
+                }
+                Ok(())
+            }
+            "rdma" | "nvmeof" | "efa" | "nvlink" | "cxl" | "barex" | "hip" | "ascend" => Ok(()),
+            other => Err(Error::invalid(format!("unknown transport {other:?}"))),
+        }
+    }
+
+    /// Installed transports' names.
+    pub fn transports(&self) -> Vec<&'static str> {
+        let mut v = vec!["local"];
+        if self.shared.tcp.read().is_some() {
+            v.push("tcp");
+        }
+        v
+    }
+
+    /// The descriptor peers receive for this engine's segment.
+    pub fn local_descriptor(&self) -> SegmentDescriptor {
+        self.shared.descriptor()
+    }
+
+    /// Drains received notifications.
+    pub fn take_notifies(&self) -> Vec<(String, String)> {
+        self.shared.inbox.drain()
+    }
+
+    /// Sends a notification to an open segment and waits for its acknowledgement.
+    pub fn send_notify(&self, segment: i32, name: &str, msg: &str) -> Result<()> {
+        self.shared.check_running()?;
+        self.shared.outbox.send(segment, name, msg)
+    }
+
+    /// Open links of every transport.
+    pub fn links(&self) -> Vec<LinkInfo> {
+        self.shared.tcp.read().as_ref().map(|t| t.links()).unwrap_or_default()
+    }
+
+    /// A description of open links: JSON (an array of objects) or one line per link.
+    pub fn show_links(&self, json: bool) -> String {
+        let links = self.links();
+        if json {
+            return serde_json::to_string(&links).unwrap_or_else(|_| "[]".into());
+        }
+        let mut out = format!("engine {} ({} link(s))\n", self.shared.server_name, links.len());
+        for l in &links {
+            out.push_str(&format!(
+                "{} {} v{} connections={} completed={} failed={} bytes={}\n",
+                l.transport,
+                l.peer,
+                l.protocol_version,
+                l.connections,
+                l.requests_completed,
+                l.requests_failed,
+                l.bytes
+            ));
+        }
+        out
+    }
+
+    /// The tcp transport, when installed (tests and diagnostics).
+    pub fn tcp(&self) -> Option<Arc<TcpTransport>> {
+        self.shared.tcp.read().clone()
+    }
+
+    /// On SIGINT/SIGTERM, shut this engine down (bounded) before the process exits.
+    pub fn enable_graceful_shutdown(&self) -> Result<()> {
+        graceful::register(Arc::downgrade(&self.shared))
+    }
+
+    /// Stops everything: handshake server, transports (queued work fails), and withdraws the
+    /// descriptor from metadata. Idempotent; also run on drop.
+    pub fn shutdown(&self) {
+        self.shared.shutdown();
+    }
+}
+
+impl Drop for TransferEngine {
+    fn drop(&mut self) {
+        self.shared.shutdown();
+    }
+}
+
+impl EngineShared {
+    fn check_running(&self) -> Result<()> {
+        if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::invalid("the engine is shutting down"));
+        }
+        Ok(())
+    }
+
+    fn descriptor(&self) -> SegmentDescriptor {
+        let tcp = self.tcp.read();
+        let buffers = self
+            .regions
+            .remote_regions()
+            .into_iter()
+            .map(|(addr, length)| BufferDesc { name: self.server_name.clone(), addr, length })
+            .collect();
+        SegmentDescriptor {
+            name: self.server_name.clone(),
+            protocol: if tcp.is_some() { "tcp".into() } else { String::new() },
+            buffers,
+            tcp_data_host: tcp.as_ref().map(|_| self.public_host.clone()),
+            tcp_data_port: tcp.as_ref().map(|t| t.data_port()).unwrap_or(0),
+            tcp_proto_version: 2,
+            rdma_server_name: String::new(),
+            timestamp: metadata::descriptor::timestamp_now(),
+        }
+    }
+
+    /// Pushes the current descriptor to the metadata store (a no-op in P2P mode).
+    fn publish(&self) {
+        if let Err(e) = self.metadata.publish_segment(&self.descriptor()) {
+            tracing::warn!("publishing segment {}: {e}", self.server_name);
+        }
+    }
+
+    fn shutdown(&self) {
+        if self.stopped.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        if let Some(mut server) = self.handshake.lock().take() {
+            server.stop();
+        }
+        if let Some(tcp) = self.tcp.write().take() {
+            tcp.shutdown();
+        }
+        self.local.shutdown();
+        if let Err(e) = self.metadata.withdraw_segment(&self.server_name) {
+            tracing::warn!("withdrawing segment {}: {e}", self.server_name);
+        }
+        tracing::debug!(name = %self.server_name, "transfer engine stopped");
+    }
+}
+
+impl HandshakeService for EngineShared {
+    fn local_descriptor(&self) -> Option<Value> {
+        if !self.metadata.serves_descriptor_on_handshake() {
+            return None;
+        }
+        Some(self.descriptor().to_json())
+    }
+
+    fn deliver_notify(&self, name: String, msg: String) {
+        self.inbox.push(name, msg);
+    }
+}
+
+fn client_limits(config: &Config) -> ClientLimits {
+    ClientLimits {
+        connect_timeout: config.handshake_connect_timeout,
+        reply_timeout: config.tcp_progress_timeout,
+        max_frame: config.handshake_max_length,
+    }
+}
+
+fn parse_bind_address(config: &Config) -> Result<Option<IpAddr>> {
+    match &config.bind_address {
+        None => Ok(None),
+        Some(a) => a
+            .parse::<IpAddr>()
+            .map(Some)
+            .map_err(|_| Error::invalid(format!("MC_TCP_BIND_ADDRESS={a:?} is not an IP address"))),
+    }
+}
+
+/// The handshake listener's address: `MC_TCP_BIND_ADDRESS`, else all IPv4 addresses (all
+/// addresses with `MC_USE_IPV6`), as Mooncake listens.
+fn handshake_bind_ip(config: &Config) -> Result<IpAddr> {
+    Ok(parse_bind_address(config)?.unwrap_or(if config.use_ipv6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }))
+}
+
+/// The data listener: `MC_TCP_BIND_ADDRESS`, else dual-stack `[::]` (IPv4 where IPv6 is off).
+fn data_listener(config: &Config) -> std::io::Result<std::net::TcpListener> {
+    let (min, max) = (config.min_rpc_port, config.max_rpc_port);
+    match parse_bind_address(config).ok().flatten() {
+        Some(ip) => naming::bind_random_port(ip, min, max, false),
+        None => naming::bind_random_port(IpAddr::V6(Ipv6Addr::UNSPECIFIED), min, max, true)
+            .or_else(|_| naming::bind_random_port(IpAddr::V4(Ipv4Addr::UNSPECIFIED), min, max, false)),
+    }
+}

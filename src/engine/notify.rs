@@ -1,0 +1,86 @@
+//! Notifications: received ones wait in an inbox until drained; outgoing ones travel as type-2
+//! handshake requests to the peer's RPC port (`wire.md` §2.3).
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::json;
+
+use super::batch::{NotifySender, PendingNotify};
+use super::error::{Error, Result};
+use super::segments::SegmentCache;
+use crate::error::Code;
+use crate::metadata::handshake::{self, ClientLimits, FrameType};
+use crate::runtime::RuntimeGuard;
+
+/// Received notifications, oldest first.
+#[derive(Default)]
+pub struct NotifyInbox {
+    queue: Mutex<Vec<(String, String)>>,
+}
+
+impl NotifyInbox {
+    pub fn push(&self, name: String, msg: String) {
+        self.queue.lock().push((name, msg));
+    }
+
+    /// Takes every queued notification.
+    pub fn drain(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.queue.lock())
+    }
+}
+
+/// Sends notifications to open segments.
+pub struct NotifyOutbox {
+    runtime: Arc<RuntimeGuard>,
+    segments: Arc<SegmentCache>,
+    limits: ClientLimits,
+}
+
+impl NotifyOutbox {
+    pub fn new(runtime: Arc<RuntimeGuard>, segments: Arc<SegmentCache>, limits: ClientLimits) -> NotifyOutbox {
+        NotifyOutbox { runtime, segments, limits }
+    }
+
+    fn address(&self, segment: i32) -> Result<(String, u16)> {
+        let entry = self
+            .segments
+            .get(segment)
+            .ok_or_else(|| Error::new(Code::Metadata, format!("notify: segment {segment} is not open")))?;
+        Ok((entry.rpc_host.clone(), entry.rpc_port))
+    }
+
+    /// Sends one notification and waits for the peer's acknowledgement.
+    pub fn send(&self, segment: i32, name: &str, msg: &str) -> Result<()> {
+        let (host, port) = self.address(segment)?;
+        self.runtime.block_on(deliver(host, port, name.to_string(), msg.to_string(), self.limits))
+    }
+}
+
+impl NotifySender for NotifyOutbox {
+    fn send_batch_notify(&self, n: PendingNotify) {
+        let (host, port) = match self.address(n.segment) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("batch notification not sent: {e}");
+                return;
+            }
+        };
+        let limits = self.limits;
+        // Completion runs on a data thread: hand the request to the runtime, never block here.
+        self.runtime.handle().spawn(async move {
+            if let Err(e) = deliver(host, port, n.name, n.msg, limits).await {
+                tracing::warn!("batch notification not delivered: {e}");
+            }
+        });
+    }
+}
+
+async fn deliver(host: String, port: u16, name: String, msg: String, limits: ClientLimits) -> Result<()> {
+    let reply =
+        handshake::request(&host, port, FrameType::Notify, &json!({"name": name, "notify_msg": msg}), limits).await?;
+    match reply.get("notify_msg").and_then(|v| v.as_str()) {
+        Some(ack) if !ack.is_empty() => Ok(()),
+        _ => Err(Error::new(Code::RejectHandshake, format!("{host}:{port} did not acknowledge the notification"))),
+    }
+}

@@ -1,0 +1,118 @@
+//! Open remote segments: id ↔ name ↔ cached descriptor.
+//!
+//! Ids start at 1 (0 is `LOCAL_SEGMENT`) and are never reused within an engine, so a closed id
+//! cannot silently address a different peer later.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::metadata::SegmentDescriptor;
+
+/// One open segment.
+#[derive(Debug)]
+pub struct SegmentEntry {
+    pub id: i32,
+    /// The name it was opened with.
+    pub name: String,
+    pub descriptor: SegmentDescriptor,
+    /// Where its handshake port is (notifications; data host when the descriptor has none).
+    pub rpc_host: String,
+    pub rpc_port: u16,
+}
+
+#[derive(Default)]
+struct Maps {
+    by_id: HashMap<i32, Arc<SegmentEntry>>,
+    by_name: HashMap<String, i32>,
+    next_id: i32,
+}
+
+/// See the module documentation.
+pub struct SegmentCache {
+    maps: RwLock<Maps>,
+}
+
+impl Default for SegmentCache {
+    fn default() -> Self {
+        SegmentCache { maps: RwLock::new(Maps { next_id: 1, ..Maps::default() }) }
+    }
+}
+
+impl SegmentCache {
+    pub fn get(&self, id: i32) -> Option<Arc<SegmentEntry>> {
+        self.maps.read().by_id.get(&id).cloned()
+    }
+
+    pub fn id_of(&self, name: &str) -> Option<i32> {
+        self.maps.read().by_name.get(name).copied()
+    }
+
+    /// Stores (or refreshes) the descriptor of `name`, keeping its id when it is open already.
+    pub fn upsert(&self, name: &str, descriptor: SegmentDescriptor, rpc: (String, u16)) -> i32 {
+        let mut m = self.maps.write();
+        let id = match m.by_name.get(name) {
+            Some(&id) => id,
+            None => {
+                let id = m.next_id;
+                m.next_id += 1;
+                m.by_name.insert(name.to_string(), id);
+                id
+            }
+        };
+        let entry = SegmentEntry { id, name: name.to_string(), descriptor, rpc_host: rpc.0, rpc_port: rpc.1 };
+        m.by_id.insert(id, Arc::new(entry));
+        id
+    }
+
+    /// Forgets segment `id`; false when it was not open.
+    pub fn remove_id(&self, id: i32) -> bool {
+        let mut m = self.maps.write();
+        match m.by_id.remove(&id) {
+            Some(e) => {
+                m.by_name.remove(&e.name);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets segment `name`; false when it was not open.
+    pub fn remove_name(&self, name: &str) -> bool {
+        let mut m = self.maps.write();
+        match m.by_name.remove(name) {
+            Some(id) => {
+                m.by_id.remove(&id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.maps.read().by_name.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc() -> SegmentDescriptor {
+        SegmentDescriptor::from_json(&serde_json::json!({"name":"n","protocol":"tcp"})).unwrap()
+    }
+
+    #[test]
+    fn ids_start_at_one_are_kept_on_refresh_and_never_reused() {
+        let c = SegmentCache::default();
+        let a = c.upsert("a:1", desc(), ("a".into(), 1));
+        assert_eq!(a, 1);
+        assert_eq!(c.upsert("a:1", desc(), ("a".into(), 1)), 1);
+        assert!(c.remove_id(1));
+        assert!(c.get(1).is_none());
+        assert_eq!(c.upsert("a:1", desc(), ("a".into(), 1)), 2);
+        assert!(c.remove_name("a:1"));
+        assert!(!c.remove_name("a:1"));
+    }
+}

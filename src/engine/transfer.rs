@@ -1,0 +1,242 @@
+//! Segments, batches and transfers: the request path.
+
+use std::sync::Arc;
+
+use super::batch::{PendingNotify, ReserveError, TaskStatus};
+use super::{EngineShared, Error, Result, TransferEngine};
+use crate::error::Code;
+use crate::transport::tcp::PeerAddress;
+use crate::transport::{CompletionSink, Opcode, Route, Slice, Transport};
+
+/// One entry of `submitTransfer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferRequest {
+    pub opcode: Opcode,
+    /// Local address (registered).
+    pub source: u64,
+    /// 0 = this engine; else an id from `open_segment`.
+    pub target_id: i32,
+    /// Absolute address in the target process.
+    pub target_offset: u64,
+    pub length: u64,
+}
+
+/// Mooncake strips leading slashes from segment names.
+fn trim_name(name: &str) -> Result<&str> {
+    let trimmed = name.trim_start_matches('/');
+    if trimmed.is_empty() {
+        return Err(Error::invalid(format!("segment name {name:?} is empty")));
+    }
+    Ok(trimmed)
+}
+
+impl TransferEngine {
+    /// Opens segment `name` and returns its id: 0 for this engine's own name, ≥ 1 for a peer.
+    /// With `refresh`, the descriptor is fetched again even when it is cached.
+    pub fn open_segment(&self, name: &str, refresh: bool) -> Result<i32> {
+        self.shared.check_running()?;
+        let name = trim_name(name)?;
+        if name == self.shared.server_name {
+            return Ok(0);
+        }
+        if !refresh && let Some(id) = self.shared.segments.id_of(name) {
+            return Ok(id);
+        }
+        self.shared.fetch_segment(name)
+    }
+
+    /// Forgets segment `id`; later transfers to it are refused.
+    pub fn close_segment(&self, id: i32) -> Result<()> {
+        if id == 0 {
+            return Ok(());
+        }
+        if self.shared.segments.remove_id(id) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!("segment id {id} is not open")))
+        }
+    }
+
+    /// Drops the cached descriptor of `name` (Mooncake's `removeLocalSegment`).
+    pub fn remove_local_segment(&self, name: &str) -> Result<()> {
+        let name = trim_name(name)?;
+        if name == self.shared.server_name {
+            return Err(Error::invalid(format!("{name:?} is this engine's own segment")));
+        }
+        self.shared.segments.remove_name(name);
+        Ok(())
+    }
+
+    /// Fetches every cached descriptor again. All are tried; the first failure is returned.
+    pub fn sync_segment_cache(&self) -> Result<()> {
+        self.shared.check_running()?;
+        let mut first_err = None;
+        for name in self.shared.segments.names() {
+            if let Err(e) = self.shared.fetch_segment(&name) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Allocates a batch of `capacity` tasks.
+    pub fn allocate_batch(&self, capacity: usize) -> Result<u64> {
+        self.shared.check_running()?;
+        self.shared
+            .batches
+            .allocate(capacity)
+            .ok_or_else(|| Error::new(Code::Memory, format!("cannot allocate a batch of {capacity} tasks")))
+    }
+
+    /// Frees a batch; refused with `BatchBusy` while any of its tasks is in flight.
+    pub fn free_batch(&self, batch: u64) -> Result<()> {
+        self.shared.batches.free(batch).map_err(|busy| {
+            if busy {
+                Error::new(Code::BatchBusy, format!("batch {batch} has tasks in flight"))
+            } else {
+                Error::invalid(format!("batch {batch} does not exist"))
+            }
+        })
+    }
+
+    /// Status of task `task` of `batch`.
+    pub fn task_status(&self, batch: u64, task: usize) -> Result<TaskStatus> {
+        let b =
+            self.shared.batches.get(batch).ok_or_else(|| Error::invalid(format!("batch {batch} does not exist")))?;
+        b.status(task).ok_or_else(|| Error::invalid(format!("batch {batch} has no task {task}")))
+    }
+
+    /// Submits `requests` to `batch`, all or nothing; with `notify`, the segment of the first
+    /// request receives `(name, msg)` once every task of the batch has completed.
+    pub fn submit(&self, batch: u64, requests: &[TransferRequest], notify: Option<(String, String)>) -> Result<()> {
+        self.shared.check_running()?;
+        let b =
+            self.shared.batches.get(batch).ok_or_else(|| Error::invalid(format!("batch {batch} does not exist")))?;
+        if requests.is_empty() {
+            return match notify {
+                Some(_) => Err(Error::invalid("a notification needs at least one request")),
+                None => Ok(()),
+            };
+        }
+        let mut plans = Vec::with_capacity(requests.len());
+        for (i, r) in requests.iter().enumerate() {
+            plans.push(self.shared.plan(r).map_err(|e| Error::new(e.code, format!("entry {i}: {}", e.message)))?);
+        }
+        let slice_counts: Vec<u64> = plans.iter().map(|p| p.slice_count(p.slice_size)).collect();
+        let pending = notify.map(|(name, msg)| PendingNotify { segment: requests[0].target_id, name, msg });
+        let first =
+            b.reserve(&slice_counts, pending).map_err(|ReserveError::Full { capacity, submitted, asked }| {
+                Error::new(
+                    Code::TooManyRequests,
+                    format!("batch {batch} holds {capacity} tasks; {submitted} submitted, {asked} more asked"),
+                )
+            })?;
+        let sink: Arc<dyn CompletionSink> = b;
+        let mut groups: Vec<(Route, Arc<dyn Transport>, Vec<Slice>)> = Vec::new();
+        for (i, (plan, req)) in plans.into_iter().zip(requests).enumerate() {
+            let group = match groups.iter().position(|(r, _, _)| *r == plan.route) {
+                Some(g) => g,
+                None => {
+                    groups.push((plan.route.clone(), plan.transport.clone(), Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            let slices = &mut groups[group].2;
+            let mut offset = 0u64;
+            while offset < req.length {
+                let len = (req.length - offset).min(plan.slice_size);
+                slices.push(Slice {
+                    opcode: req.opcode,
+                    local: (req.source + offset) as usize,
+                    remote: req.target_offset + offset,
+                    len,
+                    sink: sink.clone(),
+                    task: first + i,
+                });
+                offset += len;
+            }
+        }
+        for (route, transport, slices) in groups {
+            if let Err(e) = transport.submit(&route, slices) {
+                // The slices were reported failed; the tasks end FAILED.
+                tracing::warn!("transfer to {route:?} not started: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where one request goes and how it is cut.
+struct Plan {
+    route: Route,
+    transport: Arc<dyn Transport>,
+    slice_size: u64,
+    length: u64,
+}
+
+impl Plan {
+    fn slice_count(&self, slice_size: u64) -> u64 {
+        self.length.div_ceil(slice_size)
+    }
+}
+
+impl EngineShared {
+    pub(super) fn fetch_segment(&self, name: &str) -> Result<i32> {
+        let descriptor = self.metadata.get_segment(name)?;
+        let rpc = self.metadata.rpc_address(name)?;
+        Ok(self.segments.upsert(name, descriptor, rpc))
+    }
+
+    /// Validates one request and picks its route; nothing is queued yet.
+    fn plan(&self, r: &TransferRequest) -> Result<Plan> {
+        if r.length > 0 && !self.regions.contains(r.source, r.length) {
+            return Err(Error::new(
+                Code::AddressNotRegistered,
+                format!("local source {:#x}+{} is not inside one registered region", r.source, r.length),
+            ));
+        }
+        if r.target_offset.checked_add(r.length).is_none() {
+            return Err(Error::invalid(format!("target range {:#x}+{} wraps around", r.target_offset, r.length)));
+        }
+        if r.target_id == 0 {
+            let local: Arc<dyn Transport> = self.local_transport();
+            return Ok(Plan {
+                route: Route::Local,
+                slice_size: local.slice_size(),
+                transport: local,
+                length: r.length,
+            });
+        }
+        let segment = self
+            .segments
+            .get(r.target_id)
+            .ok_or_else(|| Error::invalid(format!("segment id {} is not open", r.target_id)))?;
+        let d = &segment.descriptor;
+        if !d.speaks_tcp() {
+            return Err(Error::new(
+                Code::NotSupportedTransport,
+                format!("segment {} uses protocol {:?}, which this engine has not installed", segment.name, d.protocol),
+            ));
+        }
+        let tcp = self.tcp.read().clone().ok_or_else(|| {
+            Error::new(
+                Code::NotSupportedTransport,
+                format!("segment {} needs tcp, which is not installed", segment.name),
+            )
+        })?;
+        let host = d.tcp_data_host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| segment.rpc_host.clone());
+        if d.tcp_data_port == 0 || host.is_empty() {
+            return Err(Error::new(
+                Code::NotSupportedTransport,
+                format!("segment {} publishes no tcp data address", segment.name),
+            ));
+        }
+        let route = Route::Tcp(PeerAddress { host, port: d.tcp_data_port, v2: d.tcp_proto_version >= 2 });
+        let transport: Arc<dyn Transport> = tcp;
+        Ok(Plan { route, slice_size: transport.slice_size(), transport, length: r.length })
+    }
+
+    fn local_transport(&self) -> Arc<dyn Transport> {
+        self.local.clone()
+    }
+}

@@ -1,0 +1,132 @@
+//! Batches and transfers of `transfer_engine_c.h`. `submitTransfer`,
+//! `submitTransferWithNotify`, `getTransferStatus` and `freeBatchID` return Mooncake's
+//! positive status codes (`MOONCAKE_STATUS_*` in `mooncake.h`); `allocateBatchID` returns
+//! `INVALID_BATCH` on failure.
+
+use std::ffi::c_int;
+
+use super::boundary::{FfiError, FfiResult, boundary, c_slice, c_str, engine_ref, ffi_status};
+use super::types::{
+    INVALID_BATCH, OPCODE_READ, OPCODE_WRITE, batch_id_t, notify_msg_t, transfer_engine_t, transfer_request,
+    transfer_status,
+};
+use crate::engine::TransferRequest;
+use crate::transport::Opcode;
+
+/// Allocates a batch that holds `batch_size` tasks over all its submissions. Returns its id,
+/// or `INVALID_BATCH` (NULL engine, or not enough memory). Free it with `freeBatchID`.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn allocateBatchID(engine: transfer_engine_t, batch_size: usize) -> batch_id_t {
+    boundary("allocateBatchID", |_| INVALID_BATCH, || Ok(engine_ref(engine)?.allocate_batch(batch_size)?))
+}
+
+unsafe fn requests(entries: *mut transfer_request, count: usize) -> FfiResult<Vec<TransferRequest>> {
+    // SAFETY: the caller passes `count` readable entries.
+    let list = unsafe { c_slice(entries as *const transfer_request, count, "entries")? };
+    list.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let opcode = match e.opcode {
+                OPCODE_READ => Opcode::Read,
+                OPCODE_WRITE => Opcode::Write,
+                other => return Err(FfiError::invalid(format!("entry {i}: opcode {other} is neither READ nor WRITE"))),
+            };
+            Ok(TransferRequest {
+                opcode,
+                source: e.source as u64,
+                target_id: e.target_id,
+                target_offset: e.target_offset,
+                length: e.length,
+            })
+        })
+        .collect()
+}
+
+/// Queues `count` transfers (read during the call) into `batch_id` and returns at once; poll
+/// each with `getTransferStatus` (task ids continue across submissions of one batch).
+/// All or nothing: returns 0, or 1 InvalidArgument (NULL arguments, bad opcode, unknown batch
+/// or segment), 2 TooManyRequests (over the batch size), 3 AddressNotRegistered (a `source`
+/// range not inside one registered region), 8 NotSupportedTransport (the target's protocol is
+/// not installed). A remote range the target refuses ends its task `STATUS_FAILED`.
+/// The `source` memory must stay valid until the task has ended. Thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL or valid as described above for the whole call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn submitTransfer(
+    engine: transfer_engine_t,
+    batch_id: batch_id_t,
+    entries: *mut transfer_request,
+    count: usize,
+) -> c_int {
+    ffi_status("submitTransfer", || {
+        let engine = engine_ref(engine)?;
+        // SAFETY: forwarded caller guarantees.
+        let reqs = unsafe { requests(entries, count)? };
+        Ok(engine.submit(batch_id, &reqs, None)?)
+    })
+}
+
+/// Like `submitTransfer`; in addition, once every task of the batch has completed, the segment
+/// of the first entry receives `notify_msg` (both strings copied during the call). No
+/// notification is sent when a task fails. Same return codes (1 also for an empty list or NULL
+/// strings). Thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL or valid as described above for the whole call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn submitTransferWithNotify(
+    engine: transfer_engine_t,
+    batch_id: batch_id_t,
+    entries: *mut transfer_request,
+    count: usize,
+    notify_msg: notify_msg_t,
+) -> c_int {
+    ffi_status("submitTransferWithNotify", || {
+        let engine = engine_ref(engine)?;
+        // SAFETY: NUL-terminated strings read during the call.
+        let name = unsafe { c_str(notify_msg.name, "notify_msg.name")? }.to_string();
+        // SAFETY: as above.
+        let msg = unsafe { c_str(notify_msg.msg, "notify_msg.msg")? }.to_string();
+        // SAFETY: forwarded caller guarantees.
+        let reqs = unsafe { requests(entries, count)? };
+        Ok(engine.submit(batch_id, &reqs, Some((name, msg)))?)
+    })
+}
+
+/// Writes the state of task `task_id` of `batch_id` into `*status`: `STATUS_WAITING` while in
+/// flight, then `STATUS_COMPLETED` or `STATUS_FAILED`; `transferred_bytes` counts bytes
+/// confirmed so far. Returns 0, or 1 InvalidArgument (NULL arguments, unknown batch or task).
+/// Lock-free on the hot path; thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL or valid as described above for the whole call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getTransferStatus(
+    engine: transfer_engine_t,
+    batch_id: batch_id_t,
+    task_id: usize,
+    status: *mut transfer_status,
+) -> c_int {
+    ffi_status("getTransferStatus", || {
+        let engine = engine_ref(engine)?;
+        if status.is_null() {
+            return Err(FfiError::invalid("status is NULL"));
+        }
+        let s = engine.task_status(batch_id, task_id)?;
+        // SAFETY: `status` is non-NULL and points to a writable transfer_status.
+        unsafe {
+            (*status).status = s.status;
+            (*status).transferred_bytes = s.transferred_bytes;
+        }
+        Ok(())
+    })
+}
+
+/// Frees a batch. Returns 0, 4 BatchBusy while any of its tasks is in flight (nothing is
+/// freed), or 1 InvalidArgument (NULL engine, unknown batch). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn freeBatchID(engine: transfer_engine_t, batch_id: batch_id_t) -> c_int {
+    ffi_status("freeBatchID", || Ok(engine_ref(engine)?.free_batch(batch_id)?))
+}

@@ -1,0 +1,197 @@
+//! Engine lifecycle, transports and diagnostics of `transfer_engine_c.h`.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::ptr;
+
+use super::boundary::{
+    FfiError, boundary, c_str, engine_ref, ffi_err, register_engine, unregister_engine, write_c_string,
+};
+use super::types::{nic_load_stat_t, transfer_engine_t, transport_t};
+use crate::engine::{EngineOptions, TransferEngine};
+use crate::error::Code;
+
+/// Creates an engine. `metadata_conn_string`: `"P2PHANDSHAKE"` (no server: the engine's
+/// segment name becomes `"<host of local_server_name>:<random port in 15000..17000>"`);
+/// `"http://…"`, `"etcd://…"` and `"redis://…"` are refused (NULL, `ERR_NOT_IMPLEMENTED` in
+/// `mooncake_last_error()`) in this build. `ip_or_host_name` (may be NULL) and `rpc_port` are
+/// ignored in P2P mode, as in Mooncake. `auto_discover` non-zero installs tcp (this build finds
+/// no RDMA device). All strings are read during the call only.
+/// Returns an engine handle, owned by the caller and released with `destroyTransferEngine`,
+/// or NULL on failure. Thread-safe; the handle may be used from any thread.
+///
+/// # Safety
+/// Every pointer argument must be NULL or valid as described above for the whole call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn createTransferEngine(
+    metadata_conn_string: *const c_char,
+    local_server_name: *const c_char,
+    ip_or_host_name: *const c_char,
+    rpc_port: u64,
+    auto_discover: c_int,
+) -> transfer_engine_t {
+    boundary(
+        "createTransferEngine",
+        |_| ptr::null_mut(),
+        || {
+            // SAFETY: the caller passes NUL-terminated strings (or NULL), read during the call.
+            let metadata = unsafe { c_str(metadata_conn_string, "metadata_conn_string")? };
+            // SAFETY: as above.
+            let name = unsafe { c_str(local_server_name, "local_server_name")? };
+            let ip = if ip_or_host_name.is_null() {
+                ""
+            } else {
+                // SAFETY: as above.
+                unsafe { c_str(ip_or_host_name, "ip_or_host_name")? }
+            };
+            let engine = TransferEngine::new(EngineOptions {
+                metadata: metadata.to_string(),
+                local_server_name: name.to_string(),
+                ip_or_host_name: ip.to_string(),
+                rpc_port,
+                auto_discover: auto_discover != 0,
+            })?;
+            Ok(register_engine(engine))
+        },
+    )
+}
+
+/// Destroys an engine: closes its listeners and connections, fails its queued transfers,
+/// joins its threads and withdraws its segment. NULL is a no-op. The handle must not be used
+/// afterwards (a stale handle passed to any function returns `ERR_INVALID_ARGUMENT`).
+/// Thread-safe; calls in flight on other threads finish first.
+#[unsafe(no_mangle)]
+pub extern "C" fn destroyTransferEngine(engine: transfer_engine_t) {
+    boundary(
+        "destroyTransferEngine",
+        |_| (),
+        || {
+            if engine.is_null() {
+                return Ok(());
+            }
+            let engine = unregister_engine(engine)
+                .ok_or_else(|| FfiError::invalid(format!("engine {engine:p} is not a live engine")))?;
+            engine.shutdown();
+            Ok(())
+        },
+    )
+}
+
+/// Discovers NICs and NUMA nodes. Not in this build: returns `ERR_NOT_IMPLEMENTED`
+/// (`ERR_INVALID_ARGUMENT` for a NULL or stale engine). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn discoverTopology(engine: transfer_engine_t) -> c_int {
+    ffi_err("discoverTopology", || {
+        engine_ref(engine)?;
+        Err(FfiError::new(Code::NotImplemented, "topology discovery is not available in this build"))
+    })
+}
+
+/// Writes `"ip:port"` of the handshake (RPC) port into `buf_out[0..buf_len]`, NUL-terminated.
+/// Returns 0, or `ERR_INVALID_ARGUMENT` for a NULL engine/buffer or a buffer too small (the
+/// text is then cut). Thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL or valid as described above for the whole call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getLocalIpAndPort(engine: transfer_engine_t, buf_out: *mut c_char, buf_len: usize) -> c_int {
+    ffi_err("getLocalIpAndPort", || {
+        let engine = engine_ref(engine)?;
+        // SAFETY: the caller's buffer is writable for `buf_len` bytes.
+        unsafe { write_c_string(buf_out, buf_len, &engine.local_ip_and_port()) }
+    })
+}
+
+/// Installs a transport: `"tcp"` (`args` ignored, may be NULL). Installing one twice returns
+/// the same handle. `"rdma"`, `"nvmeof"` and other device transports are not in this build:
+/// NULL, with `mooncake_last_error()` saying so. The handle is owned by the engine (valid until
+/// `uninstallTransport` or `destroyTransferEngine`; never free it). Thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL or valid as described above for the whole call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn installTransport(
+    engine: transfer_engine_t,
+    proto: *const c_char,
+    args: *mut *mut c_void,
+) -> transport_t {
+    let _ = args;
+    boundary(
+        "installTransport",
+        |_| ptr::null_mut(),
+        || {
+            let engine = engine_ref(engine)?;
+            // SAFETY: NUL-terminated string read during the call.
+            let proto = unsafe { c_str(proto, "proto")? };
+            Ok(engine.install_transport(proto)? as *mut c_void)
+        },
+    )
+}
+
+/// Uninstalls a transport (its connections close and its queued transfers fail). Returns 0
+/// (also for a known transport that is not installed), or `ERR_INVALID_ARGUMENT` for NULL
+/// arguments or an unknown protocol name. Thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL or valid as described above for the whole call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uninstallTransport(engine: transfer_engine_t, proto: *const c_char) -> c_int {
+    ffi_err("uninstallTransport", || {
+        let engine = engine_ref(engine)?;
+        // SAFETY: NUL-terminated string read during the call.
+        let proto = unsafe { c_str(proto, "proto")? };
+        Ok(engine.uninstall_transport(proto)?)
+    })
+}
+
+/// Reports per-NIC load. `*count` is the capacity of `stats` on input and the number of NICs
+/// on output (only `min(capacity, NICs)` entries are written). A TCP-only engine has no NIC
+/// statistics: 0 entries. Returns 0, or `ERR_INVALID_ARGUMENT` for NULL arguments.
+/// Thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL or valid as described above for the whole call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getNicLoadStats(
+    engine: transfer_engine_t,
+    stats: *mut nic_load_stat_t,
+    count: *mut usize,
+) -> c_int {
+    ffi_err("getNicLoadStats", || {
+        engine_ref(engine)?;
+        if stats.is_null() || count.is_null() {
+            return Err(FfiError::invalid("stats or count is NULL"));
+        }
+        // SAFETY: `count` is non-NULL and points to a writable size_t.
+        unsafe { *count = 0 };
+        Ok(())
+    })
+}
+
+/// On SIGINT or SIGTERM, shut this engine down (listeners closed, queued transfers failed,
+/// segment withdrawn; bounded to 5 s) and then let the signal's default action end the process.
+/// Failures (NULL engine, handlers not installable) are recorded for `mooncake_last_error()`.
+/// Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn enableGracefulShutdown(engine: transfer_engine_t) {
+    boundary("enableGracefulShutdown", |_| (), || Ok(engine_ref(engine)?.enable_graceful_shutdown()?))
+}
+
+/// Describes the engine's open links into `buf_out[0..buf_len]` (NUL-terminated): one line per
+/// link, or a JSON array when `json` is non-zero. Returns 0, or `ERR_INVALID_ARGUMENT` for NULL
+/// arguments or a buffer too small (the text is then cut). Thread-safe.
+///
+/// # Safety
+/// Every pointer argument must be NULL or valid as described above for the whole call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn showLinks(
+    engine: transfer_engine_t,
+    buf_out: *mut c_char,
+    buf_len: usize,
+    json: c_int,
+) -> c_int {
+    ffi_err("showLinks", || {
+        let engine = engine_ref(engine)?;
+        // SAFETY: the caller's buffer is writable for `buf_len` bytes.
+        unsafe { write_c_string(buf_out, buf_len, &engine.show_links(json != 0)) }
+    })
+}

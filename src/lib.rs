@@ -1,0 +1,25 @@
+//! libmooncake: Mooncake's Transfer Engine rebuilt in Rust.
+//!
+//! The crate is layered (see `docs/ARCHITECTURE.md`):
+//! - [`ffi`]: the only `extern "C"` surface (`transfer_engine_c.h`, `mooncake.h`);
+//! - [`engine`]: the Transfer Engine itself (regions, segments, batches, notifications);
+//! - [`transport`]: how bytes move (local memcpy, Mooncake's TCP protocol);
+//! - [`metadata`]: how segment descriptors are found (P2P handshake), and the handshake port;
+//! - [`runtime`]: the one background tokio runtime used by metadata calls.
+//!
+//! Data flows down these layers and never back up; upward notifications go through traits
+//! that the upper layer implements (for example [`metadata::HandshakeService`]).
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod ffi;
+pub mod logging;
+pub mod metadata;
+pub mod runtime;
+pub mod transport;
+
+pub mod bench;
+
+/// The library version, `"MAJOR.MINOR.PATCH"`, as `mooncake_version()` returns it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,180 @@
+//! The segment descriptor: the JSON object that tells peers how to reach a segment and which
+//! memory it exposes (`wire.md` §3).
+//!
+//! Encoding follows Mooncake's writer (keys sorted, compact, integers as JSON numbers); decoding
+//! follows Mooncake's reader, including its rejections, so that a descriptor we accept is one
+//! Mooncake would accept too.
+
+use serde_json::{Map, Value, json};
+
+use super::Error;
+
+/// One registered region as published: the server name, its address and length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferDesc {
+    /// For tcp: the server name of the owning engine.
+    pub name: String,
+    /// Absolute virtual address in the owning process.
+    pub addr: u64,
+    pub length: u64,
+}
+
+/// A decoded segment descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentDescriptor {
+    pub name: String,
+    /// `"tcp"`, `"rdma"`, …; a multi-protocol publisher's array is joined with `,`.
+    pub protocol: String,
+    pub buffers: Vec<BufferDesc>,
+    /// Host of the data listener (absent in descriptors of older publishers).
+    pub tcp_data_host: Option<String>,
+    /// Port of the data listener; 0 when the segment has none.
+    pub tcp_data_port: u16,
+    /// 2 when the target speaks acknowledged framing; 1 when the field is absent.
+    pub tcp_proto_version: i32,
+    pub rdma_server_name: String,
+    pub timestamp: String,
+}
+
+impl SegmentDescriptor {
+    /// True when the segment can be reached by the TCP transport.
+    pub fn speaks_tcp(&self) -> bool {
+        self.protocol.split(',').any(|p| p.trim() == "tcp")
+    }
+
+    /// The descriptor as Mooncake writes it, as a JSON value (keys sort when serialised).
+    pub fn to_json(&self) -> Value {
+        let buffers: Vec<Value> =
+            self.buffers.iter().map(|b| json!({"name": b.name, "addr": b.addr, "length": b.length})).collect();
+        let mut m = Map::new();
+        m.insert("name".into(), Value::from(self.name.clone()));
+        m.insert("protocol".into(), Value::from(self.protocol.clone()));
+        m.insert("buffers".into(), Value::from(buffers));
+        if let Some(host) = self.tcp_data_host.as_ref().filter(|h| !h.is_empty()) {
+            m.insert("tcp_data_host".into(), Value::from(host.clone()));
+        }
+        m.insert("tcp_data_port".into(), Value::from(self.tcp_data_port));
+        m.insert("tcp_proto_version".into(), Value::from(self.tcp_proto_version));
+        m.insert("rdma_server_name".into(), Value::from(self.rdma_server_name.clone()));
+        m.insert("timestamp".into(), Value::from(self.timestamp.clone()));
+        Value::Object(m)
+    }
+
+    /// Decodes a descriptor, rejecting what Mooncake's `decodeSegmentDesc` rejects: a buffer
+    /// with an empty name or a zero address or length, or a non-integer port.
+    pub fn from_json(v: &Value) -> Result<SegmentDescriptor, Error> {
+        let bad = |why: String| Error::Malformed(format!("segment descriptor: {why}"));
+        let obj = v.as_object().ok_or_else(|| bad(format!("not a JSON object: {}", short(v))))?;
+        let name = obj.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let protocol = match obj.get("protocol") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+            _ => String::new(),
+        };
+        let mut buffers = Vec::new();
+        if let Some(list) = obj.get("buffers") {
+            let list = list.as_array().ok_or_else(|| bad("`buffers` is not an array".into()))?;
+            for (i, b) in list.iter().enumerate() {
+                let bname = b.get("name").and_then(Value::as_str).unwrap_or_default();
+                let addr = b.get("addr").and_then(Value::as_u64).unwrap_or(0);
+                let length = b.get("length").and_then(Value::as_u64).unwrap_or(0);
+                if bname.is_empty() || addr == 0 || length == 0 {
+                    return Err(bad(format!("buffer {i} needs a name, a non-zero addr and length")));
+                }
+                buffers.push(BufferDesc { name: bname.to_string(), addr, length });
+            }
+        }
+        let tcp_data_port = match obj.get("tcp_data_port") {
+            None | Some(Value::Null) => 0,
+            Some(p) => p
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| bad(format!("`tcp_data_port` is not a port number: {p}")))?,
+        };
+        let tcp_proto_version = match obj.get("tcp_proto_version") {
+            None | Some(Value::Null) => 1,
+            Some(p) => p
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .ok_or_else(|| bad(format!("`tcp_proto_version` is not an integer: {p}")))?,
+        };
+        Ok(SegmentDescriptor {
+            name,
+            protocol,
+            buffers,
+            tcp_data_host: obj.get("tcp_data_host").and_then(Value::as_str).map(str::to_string),
+            tcp_data_port,
+            tcp_proto_version,
+            rdma_server_name: obj.get("rdma_server_name").and_then(Value::as_str).unwrap_or_default().to_string(),
+            timestamp: obj.get("timestamp").and_then(Value::as_str).unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// Local time as Mooncake stamps descriptors: `YYYY-MM-DD HH:MM:SS.uuuuuu`.
+pub fn timestamp_now() -> String {
+    chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+}
+
+/// The first bytes of a JSON value, for error messages.
+pub(crate) fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 120 { format!("{}…", &s[..s.floor_char_boundary(120)]) } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wheel_sample() -> Value {
+        serde_json::from_str(
+            r#"{"buffers":[{"addr":139827900694544,"length":1048576,"name":"127.0.0.1:16591"}],
+             "name":"127.0.0.1:16591","protocol":"tcp","rdma_server_name":"",
+             "tcp_data_host":"127.0.0.1","tcp_data_port":15909,"tcp_proto_version":2,
+             "timestamp":"2026-11-25 11:47:30.202906"}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn decodes_the_wheels_descriptor_and_reencodes_it_byte_for_byte() {
+        let v = wheel_sample();
+        let d = SegmentDescriptor::from_json(&v).unwrap();
+        assert_eq!(d.tcp_data_port, 15909);
+        assert_eq!(d.tcp_proto_version, 2);
+        assert_eq!(d.buffers[0].addr, 139827900694544);
+        assert!(d.speaks_tcp());
+        assert_eq!(d.to_json().to_string(), v.to_string());
+    }
+
+    #[test]
+    fn missing_version_means_v1_and_missing_host_is_none() {
+        let d = SegmentDescriptor::from_json(&json!({"name":"a","protocol":"tcp","tcp_data_port":1})).unwrap();
+        assert_eq!(d.tcp_proto_version, 1);
+        assert_eq!(d.tcp_data_host, None);
+    }
+
+    #[test]
+    fn rejects_what_mooncake_rejects() {
+        let mut v = wheel_sample();
+        v["buffers"][0]["name"] = json!("");
+        assert!(SegmentDescriptor::from_json(&v).is_err());
+        let mut v = wheel_sample();
+        v["buffers"][0]["addr"] = json!(0);
+        assert!(SegmentDescriptor::from_json(&v).is_err());
+        let mut v = wheel_sample();
+        v["tcp_data_port"] = json!("15909");
+        assert!(SegmentDescriptor::from_json(&v).is_err());
+        assert!(SegmentDescriptor::from_json(&json!(null)).is_err());
+    }
+
+    #[test]
+    fn keys_come_out_sorted() {
+        let d = SegmentDescriptor::from_json(&wheel_sample()).unwrap();
+        let s = d.to_json().to_string();
+        let b = s.find("\"buffers\"").unwrap();
+        let n = s.find("\"name\":\"127").unwrap();
+        let t = s.find("\"timestamp\"").unwrap();
+        assert!(b < n && n < t);
+    }
+}

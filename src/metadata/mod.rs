@@ -1,0 +1,131 @@
+//! Where segment descriptors come from.
+//!
+//! [`MetadataStore`] is the one interface; [`p2p::P2pMetadata`] (Mooncake's `P2PHANDSHAKE`:
+//! no server, the descriptor is fetched from the peer's handshake port) is the implementation
+//! this build has. HTTP, etcd and redis stores plug in behind the same trait
+//! (see `docs/ARCHITECTURE.md`); until they exist, [`open`] refuses their connection strings
+//! with [`Error::Unsupported`].
+
+pub mod descriptor;
+pub mod handshake;
+pub mod naming;
+pub mod p2p;
+
+use std::time::Duration;
+
+pub use descriptor::{BufferDesc, SegmentDescriptor};
+pub use handshake::HandshakeService;
+
+use crate::error::Code;
+
+/// Mooncake's connection string for "no metadata server".
+pub const P2P_HANDSHAKE: &str = "P2PHANDSHAKE";
+
+/// A failure of the metadata layer, with the peer or key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot resolve host {host:?}: {reason}")]
+    Dns { host: String, reason: String },
+    #[error("{peer}: {what} failed: {source}")]
+    Socket { peer: String, what: &'static str, source: std::io::Error },
+    #[error("{peer}: no {what} within {after:?}")]
+    Timeout { peer: String, what: &'static str, after: Duration },
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{peer} rejected the handshake: {reason}")]
+    Rejected { peer: String, reason: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// The ABI code this failure is reported with.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Dns { .. } => Code::Dns,
+            Error::Socket { .. } | Error::Timeout { .. } => Code::Socket,
+            Error::Malformed(_) => Code::MalformedJson,
+            Error::Rejected { .. } => Code::RejectHandshake,
+            Error::Unsupported(_) => Code::NotImplemented,
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+        }
+    }
+}
+
+/// A source of segment descriptors, shared by every open segment of one engine.
+pub trait MetadataStore: Send + Sync {
+    /// The connection string's kind, for logs (`"P2PHANDSHAKE"`).
+    fn kind(&self) -> &'static str;
+    /// True when descriptors travel over the handshake port (type-1 requests are answered
+    /// with the local descriptor); false when a server stores them (answered with `null`).
+    fn serves_descriptor_on_handshake(&self) -> bool;
+    /// Fetches the current descriptor of segment `name`.
+    fn get_segment(&self, name: &str) -> Result<SegmentDescriptor, Error>;
+    /// Publishes (or re-publishes) this engine's descriptor.
+    fn publish_segment(&self, desc: &SegmentDescriptor) -> Result<(), Error>;
+    /// Withdraws this engine's descriptor and RPC entry (destroy, shutdown).
+    fn withdraw_segment(&self, name: &str) -> Result<(), Error>;
+    /// The handshake address (host, port) of segment `name`: notifications and probes go there,
+    /// and so does data for descriptors without `tcp_data_host`.
+    fn rpc_address(&self, name: &str) -> Result<(String, u16), Error>;
+}
+
+/// Which backend a connection string selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    P2p,
+    Http(String),
+    Etcd(String),
+    Redis(String),
+}
+
+/// Classifies a connection string as Mooncake does: `P2PHANDSHAKE`, `http(s)://…`,
+/// `etcd://…` or any string without `://` (etcd), `redis://…`.
+pub fn classify(conn: &str) -> Result<Backend, Error> {
+    let conn = conn.trim();
+    if conn == P2P_HANDSHAKE {
+        return Ok(Backend::P2p);
+    }
+    if conn.is_empty() {
+        return Err(Error::InvalidArgument("metadata connection string is empty".into()));
+    }
+    match conn.split_once("://") {
+        Some(("http" | "https", _)) => Ok(Backend::Http(conn.to_string())),
+        Some(("etcd", rest)) => Ok(Backend::Etcd(rest.to_string())),
+        Some(("redis", _)) => Ok(Backend::Redis(conn.to_string())),
+        Some((scheme, _)) => Err(Error::InvalidArgument(format!(
+            "metadata connection string {conn:?}: unknown scheme {scheme:?} \
+             (expected P2PHANDSHAKE, http://, etcd:// or redis://)"
+        ))),
+        None => Ok(Backend::Etcd(conn.to_string())),
+    }
+}
+
+/// Refuses the backends this build does not have yet, naming what is missing.
+pub fn unsupported_backend(backend: &Backend) -> Error {
+    let what = match backend {
+        Backend::P2p => "P2PHANDSHAKE",
+        Backend::Http(_) => "the HTTP metadata server",
+        Backend::Etcd(_) => "etcd",
+        Backend::Redis(_) => "redis",
+    };
+    Error::Unsupported(format!("metadata backend {what} is not available in this build yet; use \"P2PHANDSHAKE\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_connection_strings() {
+        assert_eq!(classify("P2PHANDSHAKE").unwrap(), Backend::P2p);
+        assert!(matches!(classify("http://127.0.0.1:8080/metadata").unwrap(), Backend::Http(_)));
+        assert!(matches!(classify("etcd://h1:2379,h2:2379").unwrap(), Backend::Etcd(_)));
+        assert!(matches!(classify("10.0.0.1:2379").unwrap(), Backend::Etcd(_)));
+        assert!(matches!(classify("redis://r:6379").unwrap(), Backend::Redis(_)));
+        assert!(classify("ftp://x").is_err());
+        assert!(classify("").is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! The local transport: the target segment is this engine, so a transfer is one memcpy.
+//!
+//! Small copies run inline in `submit` (no thread hop adds latency); large ones go to one worker
+//! thread, so that `submitTransfer` stays asynchronous for a multi-GiB request. The target range
+//! is leased from the engine's regions for the length of the copy, exactly as an incoming TCP
+//! request would be, so local and remote access follow one rule.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::memory::copy_bytes;
+use super::{Error, LinkInfo, Opcode, Route, Slice, TargetMemory, Transport};
+
+/// Copies up to this size run on the submitting thread.
+const INLINE_COPY_MAX: u64 = 256 * 1024;
+
+struct Queue {
+    slices: VecDeque<Slice>,
+    closed: bool,
+}
+
+/// See the module documentation.
+pub struct LocalTransport {
+    memory: Arc<dyn TargetMemory>,
+    queue: Arc<(Mutex<Queue>, Condvar)>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LocalTransport {
+    pub fn new(memory: Arc<dyn TargetMemory>) -> LocalTransport {
+        LocalTransport {
+            memory,
+            queue: Arc::new((Mutex::new(Queue { slices: VecDeque::new(), closed: false }), Condvar::new())),
+            worker: Mutex::new(None),
+        }
+    }
+
+    fn start_worker(&self) -> std::io::Result<()> {
+        let mut worker = self.worker.lock();
+        if worker.is_some() {
+            return Ok(());
+        }
+        let queue = self.queue.clone();
+        let memory = self.memory.clone();
+        *worker = Some(std::thread::Builder::new().name("mc-local-copy".into()).spawn(move || {
+            loop {
+                let slice = {
+                    let (lock, cv) = &*queue;
+                    let mut q = lock.lock();
+                    loop {
+                        if let Some(s) = q.slices.pop_front() {
+                            break Some(s);
+                        }
+                        if q.closed {
+                            break None;
+                        }
+                        cv.wait(&mut q);
+                    }
+                };
+                let Some(slice) = slice else { return };
+                let ok = copy_one(&*memory, &slice);
+                slice.finish(ok);
+            }
+        })?);
+        Ok(())
+    }
+}
+
+/// Performs one slice's copy; false when the target range is not (or no longer) registered.
+fn copy_one(memory: &dyn TargetMemory, slice: &Slice) -> bool {
+    let Some(_lease) = memory.lease(slice.remote, slice.len) else {
+        tracing::warn!(
+            addr = format_args!("{:#x}", slice.remote),
+            len = slice.len,
+            "local transfer refused: target range is not inside one registered region"
+        );
+        return false;
+    };
+    let (src, dst) = match slice.opcode {
+        Opcode::Write => (slice.local, slice.remote as usize),
+        Opcode::Read => (slice.remote as usize, slice.local),
+    };
+    // SAFETY: the engine checked the local range against a registered region at submission;
+    // the target range is leased above, so it stays registered until the copy is done.
+    unsafe { copy_bytes(src, dst, slice.len) };
+    true
+}
+
+impl Transport for LocalTransport {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn slice_size(&self) -> u64 {
+        u64::MAX
+    }
+
+    fn submit(&self, route: &Route, slices: Vec<Slice>) -> Result<(), Error> {
+        if *route != Route::Local {
+            slices.into_iter().for_each(|s| s.finish(false));
+            return Err(Error::WrongRoute("local", route.clone()));
+        }
+        let mut deferred = Vec::new();
+        for slice in slices {
+            if slice.len <= INLINE_COPY_MAX {
+                let ok = copy_one(&*self.memory, &slice);
+                slice.finish(ok);
+            } else {
+                deferred.push(slice);
+            }
+        }
+        if deferred.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.start_worker() {
+            for s in deferred {
+                s.finish(false);
+            }
+            return Err(Error::Io(e));
+        }
+        let (lock, cv) = &*self.queue;
+        let mut q = lock.lock();
+        if q.closed {
+            drop(q);
+            for s in deferred {
+                s.finish(false);
+            }
+            return Err(Error::Closed);
+        }
+        q.slices.extend(deferred);
+        cv.notify_one();
+        Ok(())
+    }
+
+    fn links(&self) -> Vec<LinkInfo> {
+        Vec::new()
+    }
+
+    fn shutdown(&self) {
+        let pending: Vec<Slice> = {
+            let (lock, cv) = &*self.queue;
+            let mut q = lock.lock();
+            q.closed = true;
+            cv.notify_all();
+            q.slices.drain(..).collect()
+        };
+        for s in pending {
+            s.finish(false);
+        }
+        if let Some(worker) = self.worker.lock().take() {
+            let _ = worker.join();
+        }
+    }
+}
