@@ -45,6 +45,14 @@ impl TransferEngine {
         self.shared.fetch_segment(name)
     }
 
+    /// The cached descriptor of open segment `id` (0: this engine's own, current one).
+    pub fn segment_descriptor(&self, id: i32) -> Option<crate::metadata::SegmentDescriptor> {
+        if id == 0 {
+            return Some(self.shared.descriptor());
+        }
+        self.shared.segments.get(id).map(|e| e.descriptor.clone())
+    }
+
     /// Forgets segment `id`; later transfers to it are refused.
     pub fn close_segment(&self, id: i32) -> Result<()> {
         if id == 0 {
