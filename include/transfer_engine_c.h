@@ -456,8 +456,9 @@ int freeNotifsMsgBuf(notify_msg_t *msg, int size);
 
 /**
  * Sends `notify_msg` (strings read during the call) to the open segment `target_id` and waits
- * for its acknowledgement. Returns 0, `ERR_INVALID_ARGUMENT` (NULL arguments, segment not
- * open), `ERR_SOCKET` (peer unreachable), `ERR_REJECT_HANDSHAKE` (not acknowledged).
+ * for its acknowledgement. Returns 0, `ERR_INVALID_ARGUMENT` (NULL arguments, id out of
+ * range), `ERR_METADATA` (segment not open, as Mooncake), `ERR_SOCKET` (peer unreachable),
+ * `ERR_REJECT_HANDSHAKE` (not acknowledged).
  * Thread-safe.
  *
  * # Safety

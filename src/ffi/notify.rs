@@ -105,8 +105,9 @@ pub unsafe extern "C" fn freeNotifsMsgBuf(msg: *mut notify_msg_t, size: c_int) -
 }
 
 /// Sends `notify_msg` (strings read during the call) to the open segment `target_id` and waits
-/// for its acknowledgement. Returns 0, `ERR_INVALID_ARGUMENT` (NULL arguments, segment not
-/// open), `ERR_SOCKET` (peer unreachable), `ERR_REJECT_HANDSHAKE` (not acknowledged).
+/// for its acknowledgement. Returns 0, `ERR_INVALID_ARGUMENT` (NULL arguments, id out of
+/// range), `ERR_METADATA` (segment not open, as Mooncake), `ERR_SOCKET` (peer unreachable),
+/// `ERR_REJECT_HANDSHAKE` (not acknowledged).
 /// Thread-safe.
 ///
 /// # Safety

@@ -22,6 +22,7 @@ pub const OPCODE_WRITE: c_int = 1;
 
 /// One transfer of a batch.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct transfer_request {
     /// `OPCODE_READ` or `OPCODE_WRITE`.
     pub opcode: c_int,
@@ -38,6 +39,7 @@ pub type transfer_request_t = transfer_request;
 
 /// A notification: who sent it (`name`) and its text (`msg`), both NUL-terminated.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct notify_msg {
     pub name: *mut c_char,
     pub msg: *mut c_char,
@@ -55,6 +57,7 @@ pub const STATUS_FAILED: c_int = 6;
 
 /// Status of one task: its state and the bytes confirmed moved so far.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct transfer_status {
     pub status: c_int,
     pub transferred_bytes: u64,
@@ -99,6 +102,7 @@ pub type segment_desc_t = segment_desc;
 
 /// One region for `registerLocalMemoryBatch`.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct buffer_entry {
     pub addr: *mut c_void,
     pub length: usize,
@@ -112,6 +116,7 @@ pub type transport_t = *mut c_void;
 
 /// Load of one NIC, from `getNicLoadStats`.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct nic_load_stat {
     pub device_name: [c_char; 64],
     pub inflight_bytes: u64,

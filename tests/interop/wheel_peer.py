@@ -11,6 +11,7 @@ Then it reads commands, one JSON object per line, and answers each with one JSON
   {"op": "write"|"read", "target": session, "local": [offsets], "remote": [addrs], "len": [n]}
                                                            -> {"rc": int}
   {"op": "register", "len": n}  (a second buffer)          -> {"addr": a, "rc": rc}
+  {"op": "guards"}  (with --guard)                         -> {"intact": bool}
   {"op": "notifies"}                                       -> {"notifies": [[name, msg], ...]}
   {"op": "quit"}
 Only 127.0.0.1 is used.
@@ -33,15 +34,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--buf", type=int, default=64 << 20)
     ap.add_argument("--fill", type=int, default=0)
+    ap.add_argument("--guard", type=int, default=0, help="unregistered guard bytes (0xEE) on each side")
+    ap.add_argument("--split", action="store_true", help="register the buffer as two adjacent halves")
     args = ap.parse_args()
     eng = TransferEngine()
     rc = eng.initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "")
     if rc != 0:
         print(json.dumps({"error": f"initialize rc={rc}"}), flush=True)
         return 1
-    buf = np.full(args.buf, args.fill, dtype=np.uint8)
+    full = np.full(args.buf + 2 * args.guard, 0xEE, dtype=np.uint8)
+    buf = full[args.guard:args.guard + args.buf]
+    buf[:] = args.fill
     extra = []
-    rc = eng.register_memory(buf.ctypes.data, buf.nbytes)
+    if args.split:
+        half = args.buf // 2
+        rc = eng.register_memory(buf.ctypes.data, half) or eng.register_memory(buf.ctypes.data + half, args.buf - half)
+    else:
+        rc = eng.register_memory(buf.ctypes.data, buf.nbytes)
     base = buf.ctypes.data
     print(json.dumps({"session": f"127.0.0.1:{eng.get_rpc_port()}", "addr": base, "len": buf.nbytes, "rc": rc}),
           flush=True)
@@ -68,6 +77,9 @@ def main():
             b = np.zeros(cmd["len"], dtype=np.uint8)
             extra.append(b)
             out = {"addr": b.ctypes.data, "rc": eng.register_memory(b.ctypes.data, b.nbytes)}
+        elif op == "guards":
+            g = args.guard
+            out = {"intact": bool((full[:g] == 0xEE).all() and (full[g + args.buf:] == 0xEE).all())}
         elif op == "notifies":
             out = {"notifies": [[n.name, n.msg] if hasattr(n, "name") else list(n) for n in eng.get_notifies()]}
         else:

@@ -1,6 +1,8 @@
 //! Helpers shared by the process-level tests.
-#![allow(dead_code)] // each test binary uses a different part of this module
+#![allow(dead_code, unused_imports)] // each test binary uses a different part of this module
 
+pub mod fake_peer;
+pub mod ffi;
 pub mod wheel;
 
 use std::time::{Duration, Instant};

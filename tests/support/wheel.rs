@@ -42,14 +42,24 @@ pub struct WheelPeer {
 impl WheelPeer {
     /// Starts a peer with a `buf`-byte buffer; `env` adds variables (`MC_TCP_PROTO`, …).
     pub fn start(python: &PathBuf, buf: u64, env: &[(&str, &str)]) -> WheelPeer {
+        WheelPeer::start_with(python, buf, env, &[])
+    }
+
+    /// Like `start`, with extra arguments for `wheel_peer.py` (`--guard N`, `--split`).
+    pub fn start_with(python: &PathBuf, buf: u64, env: &[(&str, &str)], args: &[&str]) -> WheelPeer {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/wheel_peer.py");
         let mut cmd = Command::new(python);
-        cmd.arg(script).arg("--buf").arg(buf.to_string());
+        cmd.arg(script).arg("--buf").arg(buf.to_string()).args(args);
         cmd.env("MC_LOG_LEVEL", "WARNING").env("GLOG_minloglevel", "2");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn wheel peer");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn wheel peer");
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let hello = read_json(&mut stdout);

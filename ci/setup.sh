@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build and test libmooncake:
+# compilers and tools from apt, rustfmt/clippy, and Mooncake's published wheel in a venv
+# (the interop tests' peer). Idempotent; prints what it does.
+set -euo pipefail
+
+need=()
+for pkg_cmd in gcc:gcc g++:g++ iproute2:ip util-linux:unshare procps:ps binutils:nm; do
+  pkg=${pkg_cmd%%:*}; cmd=${pkg_cmd##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+# The wheel's engine.so links libibverbs.so.1 even for tcp.
+ldconfig -p | grep -q 'libibverbs.so.1 ' || need+=(libibverbs1)
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "ci/setup.sh: apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+  echo "ci/setup.sh: rustup component add clippy rustfmt"
+  rustup component add clippy rustfmt
+fi
+
+bash "$(dirname "$0")/setup-wheel.sh"
