@@ -456,7 +456,7 @@ int freeNotifsMsgBuf(notify_msg_t *msg, int size);
 
 /**
  * Sends `notify_msg` (strings read during the call) to the open segment `target_id` and waits
- * for its acknowledgement. Returns 0, `ERR_INVALID_ARGUMENT` (NULL arguments, id out of
+ * for its acknowledgement (`LOCAL_SEGMENT`: to this engine itself, as in Mooncake). Returns 0, `ERR_INVALID_ARGUMENT` (NULL arguments, id out of
  * range), `ERR_METADATA` (segment not open, as Mooncake), `ERR_SOCKET` (peer unreachable),
  * `ERR_REJECT_HANDSHAKE` (not acknowledged).
  * Thread-safe.
@@ -464,7 +464,9 @@ int freeNotifsMsgBuf(notify_msg_t *msg, int size);
  * # Safety
  * Every pointer argument must be NULL or valid as described above for the whole call.
  */
-int genNotifyInEngine(transfer_engine_t engine, uint64_t target_id, notify_msg_t notify_msg);
+int genNotifyInEngine(transfer_engine_t engine,
+                      uint64_t target_id,
+                      notify_msg_t notify_msg);
 
 #ifdef __cplusplus
 }  // extern "C"

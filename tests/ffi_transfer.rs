@@ -243,3 +243,21 @@ fn a_batch_with_a_failed_task_sends_no_notification() {
     destroyTransferEngine(a);
     destroyTransferEngine(b);
 }
+
+#[test]
+fn notifications_to_the_local_segment_reach_this_engine() {
+    let e = create();
+    let mut buf = vec![1u8; 8192];
+    register(e, &mut buf);
+    let (name, msg) = (c("me"), c("hi"));
+    let note = notify_msg { name: name.as_ptr() as *mut _, msg: msg.as_ptr() as *mut _ };
+    // SAFETY: valid strings.
+    assert_code(unsafe { genNotifyInEngine(e, LOCAL_SEGMENT as u64, note) }, 0, "genNotifyInEngine");
+    assert_eq!(drain_notifies(e, 1), vec![("me".to_string(), "hi".to_string())]);
+    let batch = allocateBatchID(e, 1);
+    let mut r = [request(OPCODE_WRITE, buf.as_ptr(), LOCAL_SEGMENT, buf.as_ptr() as u64 + 4096, 4096)];
+    // SAFETY: readable entry and strings.
+    assert_eq!(unsafe { submitTransferWithNotify(e, batch, r.as_mut_ptr(), 1, note) }, 0);
+    assert_eq!(drain_notifies(e, 1), vec![("me".to_string(), "hi".to_string())]);
+    destroyTransferEngine(e);
+}

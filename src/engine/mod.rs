@@ -133,7 +133,7 @@ impl TransferEngine {
         let p2p = Arc::new(P2pMetadata::new(runtime.clone(), limits, config.default_handshake_port));
         let regions = Arc::new(RegionTable::default());
         let segments = Arc::new(SegmentCache::default());
-        let outbox = Arc::new(NotifyOutbox::new(runtime.clone(), segments.clone(), limits));
+        let outbox = Arc::new(NotifyOutbox::new(runtime.clone(), segments.clone(), limits, (host.clone(), rpc_port)));
         let shared = Arc::new(EngineShared {
             _runtime: runtime.clone(),
             server_name,

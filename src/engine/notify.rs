@@ -35,14 +35,25 @@ pub struct NotifyOutbox {
     runtime: Arc<RuntimeGuard>,
     segments: Arc<SegmentCache>,
     limits: ClientLimits,
+    /// This engine's own handshake address: `LOCAL_SEGMENT` notifications go there, as in
+    /// Mooncake, and arrive in this engine's inbox.
+    own_address: (String, u16),
 }
 
 impl NotifyOutbox {
-    pub fn new(runtime: Arc<RuntimeGuard>, segments: Arc<SegmentCache>, limits: ClientLimits) -> NotifyOutbox {
-        NotifyOutbox { runtime, segments, limits }
+    pub fn new(
+        runtime: Arc<RuntimeGuard>,
+        segments: Arc<SegmentCache>,
+        limits: ClientLimits,
+        own_address: (String, u16),
+    ) -> NotifyOutbox {
+        NotifyOutbox { runtime, segments, limits, own_address }
     }
 
     fn address(&self, segment: i32) -> Result<(String, u16)> {
+        if segment == 0 {
+            return Ok(self.own_address.clone());
+        }
         let entry = self
             .segments
             .get(segment)

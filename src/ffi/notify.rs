@@ -105,7 +105,7 @@ pub unsafe extern "C" fn freeNotifsMsgBuf(msg: *mut notify_msg_t, size: c_int) -
 }
 
 /// Sends `notify_msg` (strings read during the call) to the open segment `target_id` and waits
-/// for its acknowledgement. Returns 0, `ERR_INVALID_ARGUMENT` (NULL arguments, id out of
+/// for its acknowledgement (`LOCAL_SEGMENT`: to this engine itself, as in Mooncake). Returns 0, `ERR_INVALID_ARGUMENT` (NULL arguments, id out of
 /// range), `ERR_METADATA` (segment not open, as Mooncake), `ERR_SOCKET` (peer unreachable),
 /// `ERR_REJECT_HANDSHAKE` (not acknowledged).
 /// Thread-safe.

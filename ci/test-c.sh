@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Builds and runs the C-level tests of libmooncake.so:
+#   abi_c11, abi_cpp17   layouts, constants, types and prototypes of Mooncake's C ABI
+#                        (tests/abi/), linked so that every symbol must resolve;
+#   exported symbols     `nm -D` of the library against tests/abi/exported_symbols.txt;
+#   transfer_example     c_examples/ in C11 and C++17: 256 MiB written, read back and
+#                        verified between two processes, in 1 MiB and 4 KiB requests.
+#
+# Usage: ci/test-c.sh [LIB_DIR [INCLUDE_DIR]]
+#   LIB_DIR      holds libmooncake.so (default: target/release; build it first with
+#                `cargo build --release`; this script builds only the C/C++ programs)
+#   INCLUDE_DIR  holds transfer_engine_c.h and mooncake.h (default: include)
+# Relative paths are taken from the current directory; the defaults from the repository root.
+# Environment: CC (gcc), CXX (g++), TEST_TIMEOUT (seconds per program, 300).
+# Needs only bash, coreutils, gcc, g++ and binutils (nm); installs nothing. Outputs go to
+# target/c-tests/. Every step runs even after a failure; the exit status is 1 if any failed.
+
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+lib_dir=$(realpath -m -- "${1:-$root/target/release}")
+inc_dir=$(realpath -m -- "${2:-$root/include}")
+cc=${CC:-gcc}
+cxx=${CXX:-g++}
+limit=${TEST_TIMEOUT:-300}
+build=$root/target/c-tests
+lib=$lib_dir/libmooncake.so
+
+cd "$root" || exit 1
+
+die() {
+    echo "test-c.sh: $*" >&2
+    exit 1
+}
+[[ -f $lib ]] || die "$lib not found (run: cargo build --release)"
+[[ -f $inc_dir/transfer_engine_c.h && -f $inc_dir/mooncake.h ]] ||
+    die "transfer_engine_c.h / mooncake.h not found in $inc_dir"
+for tool in "$cc" "$cxx" nm timeout; do
+    command -v "$tool" >/dev/null || die "$tool not found"
+done
+mkdir -p "$build" || die "cannot create $build"
+
+# The package version, for the ABI tests' check of MOONCAKE_VERSION_*.
+version=$(sed -n 's/^version *= *"\([0-9]*\.[0-9]*\.[0-9]*\)".*/\1/p' Cargo.toml | head -n 1)
+[[ -n $version ]] || die "no version = \"X.Y.Z\" in Cargo.toml"
+IFS=. read -r v_major v_minor v_patch <<<"$version"
+version_defs=(-DEXPECT_VERSION_MAJOR="$v_major" -DEXPECT_VERSION_MINOR="$v_minor"
+    -DEXPECT_VERSION_PATCH="$v_patch")
+
+warnings=(-Wall -Wextra -Werror -pedantic)
+# -z now: every symbol is bound at start-up, so a missing one fails at once, not when called.
+link=(-L"$lib_dir" -lmooncake -Wl,-rpath,"$lib_dir" -Wl,-z,now)
+
+failed=()
+summary=()
+
+# step NAME COMMAND...: prints and runs COMMAND, records its result and time.
+step() {
+    local name=$1
+    shift
+    echo
+    echo "+ $*"
+    local start=$SECONDS
+    "$@"
+    local rc=$?
+    local took=$((SECONDS - start))
+    if ((rc == 0)); then
+        summary+=("PASS  $name (${took}s)")
+    else
+        summary+=("FAIL  $name (exit $rc, ${took}s)")
+        failed+=("$name")
+    fi
+    return $rc
+}
+
+# run_bounded PROGRAM: runs a built program under `timeout` (exit 124 when it ran too long).
+run_bounded() {
+    timeout --kill-after=10 "$limit" "$@"
+}
+
+# check_symbols: every listed symbol is exported as a function, and no other C symbol is.
+check_symbols() {
+    local expected=$root/tests/abi/exported_symbols.txt
+    local listed=$build/symbols.expected exported=$build/symbols.exported
+    LC_ALL=C sort -u "$expected" >"$listed"
+    # Functions (T; also W and i, which would be functions too); strip any @VERSION.
+    nm -D --defined-only "$lib" |
+        awk '$2 == "T" || $2 == "W" || $2 == "i" { sub(/@.*/, "", $3); print $3 }' |
+        LC_ALL=C sort -u >"$exported" || return 1
+    local missing extra
+    missing=$(LC_ALL=C comm -23 "$listed" "$exported")
+    # Rust's own symbols (legacy _ZN / v0 _R mangling, __rust_*, rust_*) are not C API.
+    extra=$(LC_ALL=C comm -13 "$listed" "$exported" | grep -Ev '^(_ZN|_R[A-Z0-9]|__rust|rust_)' || true)
+    local n_listed n_exported
+    n_listed=$(wc -l <"$listed")
+    n_exported=$(wc -l <"$exported")
+    echo "listed: $n_listed, exported functions: $n_exported"
+    local rc=0
+    if [[ -n $missing ]]; then
+        echo "listed in tests/abi/exported_symbols.txt but not exported by $lib:"
+        printf '  %s\n' $missing
+        rc=1
+    fi
+    if [[ -n $extra ]]; then
+        echo "exported by $lib but not listed in tests/abi/exported_symbols.txt:"
+        printf '  %s\n' $extra
+        rc=1
+    fi
+    # Exported data is not part of the ABI either; show it, without failing on it.
+    local data
+    data=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[BDGRSV]$/ { print $2, $3 }')
+    [[ -z $data ]] || printf 'note: exported data symbols:\n%s\n' "$data"
+    ((rc == 0)) && echo "exported symbols match the list"
+    return $rc
+}
+
+echo "library:  $lib (version $version in Cargo.toml)"
+echo "headers:  $inc_dir"
+echo "build:    $build"
+echo "compiler: $($cc --version | head -n 1); $($cxx --version | head -n 1)"
+
+if step "compile abi_c11" "$cc" -std=c11 "${warnings[@]}" -I"$inc_dir" "${version_defs[@]}" \
+    tests/abi/abi_c11.c "${link[@]}" -o "$build/abi_c11"; then
+    step "run abi_c11" run_bounded "$build/abi_c11"
+fi
+if step "compile abi_cpp17" "$cxx" -std=c++17 "${warnings[@]}" -I"$inc_dir" "${version_defs[@]}" \
+    tests/abi/abi_cpp17.cpp "${link[@]}" -o "$build/abi_cpp17"; then
+    step "run abi_cpp17" run_bounded "$build/abi_cpp17"
+fi
+
+step "exported symbols" check_symbols
+
+if step "compile transfer_example (C11)" "$cc" -std=c11 -O2 "${warnings[@]}" -I"$inc_dir" \
+    c_examples/transfer_example.c "${link[@]}" -o "$build/transfer_example_c"; then
+    step "run transfer_example (C11)" run_bounded "$build/transfer_example_c"
+fi
+if step "compile transfer_example (C++17)" "$cxx" -std=c++17 -O2 "${warnings[@]}" -I"$inc_dir" \
+    c_examples/transfer_example.cpp "${link[@]}" -o "$build/transfer_example_cpp"; then
+    step "run transfer_example (C++17)" run_bounded "$build/transfer_example_cpp"
+fi
+
+echo
+echo "== C tests =="
+printf '%s\n' "${summary[@]}"
+if ((${#failed[@]} > 0)); then
+    echo "test-c.sh: ${#failed[@]} step(s) failed"
+    exit 1
+fi
+echo "test-c.sh: all passed"
