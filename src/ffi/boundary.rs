@@ -166,3 +166,44 @@ pub unsafe fn write_c_string(buf: *mut c_char, len: usize, text: &str) -> FfiRes
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        // SAFETY: the pointer is a valid NUL-terminated string owned by this thread.
+        unsafe { CStr::from_ptr(last_error_ptr()) }.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_err_context_and_a_message() {
+        let rc = ffi_err("probe", || panic!("boom"));
+        assert_eq!(rc, Code::Context.err());
+        assert!(last_error().starts_with("probe: internal error") && last_error().contains("boom"));
+        let rc = ffi_status("probe2", || panic!("{}", String::from("owned")));
+        assert_eq!(rc, Code::Context.status());
+        assert!(last_error().contains("owned"));
+    }
+
+    #[test]
+    fn errors_keep_their_code_and_success_keeps_the_last_error() {
+        assert_eq!(ffi_err("f", || Err(FfiError::new(Code::Socket, "x"))), -102);
+        assert_eq!(ffi_status("f", || Err(FfiError::new(Code::Socket, "x"))), 102);
+        assert_eq!(ffi_err("g", || Ok(())), 0);
+        assert_eq!(last_error(), "f: x", "a successful call does not clear the last error");
+    }
+
+    #[test]
+    fn strings_and_slices_are_checked() {
+        // SAFETY: NULL and a valid C string literal.
+        unsafe {
+            assert!(c_str(std::ptr::null(), "s").is_err());
+            assert_eq!(c_str(c"ok".as_ptr(), "s").unwrap(), "ok");
+            assert!(c_str(c"\xff".as_ptr(), "s").is_err());
+            assert!(c_slice::<u64>(std::ptr::null(), 3, "v").is_err());
+            assert!(c_slice::<u64>(std::ptr::null(), 0, "v").unwrap().is_empty());
+            assert!(c_slice::<u64>(8 as *const u64, usize::MAX, "v").is_err());
+        }
+    }
+}

@@ -126,8 +126,13 @@ async fn serve_connection(
 ) {
     let request = match tokio::time::timeout(CLIENT_IO_TIMEOUT, frame::read_frame(&mut sock, max_frame)).await {
         Ok(Ok(f)) => f,
+        Ok(Err(frame::FrameError::Io(e))) => {
+            // A client that connects and leaves (a probe, a port check) is routine.
+            tracing::debug!(%peer, "handshake: connection ended before a request: {e}");
+            return;
+        }
         Ok(Err(e)) => {
-            tracing::warn!(%peer, "handshake: closing without reply: {e}");
+            tracing::warn!(%peer, "handshake: malformed request, closing without reply: {e}");
             return;
         }
         Err(_) => {
