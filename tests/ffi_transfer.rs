@@ -207,7 +207,7 @@ fn notifications_with_a_batch_and_on_their_own() {
         let arr = getNotifsFromEngine(b, &mut one);
         assert_eq!(one, 0);
         assert!(arr.is_null());
-        let fake = 8usize as *mut notify_msg_t;
+        let fake = std::ptr::dangling_mut::<notify_msg_t>();
         assert_code(freeNotifsMsgBuf(fake, -1), ERR_INVALID_ARGUMENT, "freeNotifsMsgBuf");
     }
     // a peer that is gone: ERR_SOCKET

@@ -203,7 +203,7 @@ mod tests {
             assert!(c_str(c"\xff".as_ptr(), "s").is_err());
             assert!(c_slice::<u64>(std::ptr::null(), 3, "v").is_err());
             assert!(c_slice::<u64>(std::ptr::null(), 0, "v").unwrap().is_empty());
-            assert!(c_slice::<u64>(8 as *const u64, usize::MAX, "v").is_err());
+            assert!(c_slice::<u64>(std::ptr::dangling::<u64>(), usize::MAX, "v").is_err());
         }
     }
 }
