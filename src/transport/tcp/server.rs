@@ -22,8 +22,9 @@ use crate::transport::TargetMemory;
 const MAX_CONNECTIONS: usize = 1024;
 
 struct Connection {
-    /// A second handle on the socket, to shut it down from `stop`.
-    stream: TcpStream,
+    /// A second handle on the socket, to shut it down from `stop`; dropped by the connection's
+    /// thread when it ends, so that the socket closes at once (not when the thread is reaped).
+    stream: Option<TcpStream>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -95,8 +96,8 @@ impl DataServer {
         let _ = socket2::SockRef::from(&*self.listener).shutdown(Shutdown::Both);
         let _ = acceptor.join();
         let open: Vec<Connection> = self.shared.conns.lock().open.drain().map(|(_, c)| c).collect();
-        for c in &open {
-            let _ = c.stream.shutdown(Shutdown::Both);
+        for c in open.iter().filter_map(|c| c.stream.as_ref()) {
+            let _ = c.shutdown(Shutdown::Both);
         }
         for mut c in open {
             if let Some(t) = c.thread.take() {
@@ -158,9 +159,15 @@ fn start_connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Arc<S
     let worker_shared = shared.clone();
     let thread = std::thread::Builder::new().name("mc-tcp-conn".into()).spawn(move || {
         serve(&stream, peer, &worker_shared);
-        worker_shared.conns.lock().ended.push(id);
+        let mut conns = worker_shared.conns.lock();
+        if let Some(c) = conns.open.get_mut(&id) {
+            c.stream = None;
+        }
+        conns.ended.push(id);
+        drop(conns);
+        drop(stream); // the last handle: the peer sees the close now
     })?;
-    conns.open.insert(id, Connection { stream: control, thread: Some(thread) });
+    conns.open.insert(id, Connection { stream: Some(control), thread: Some(thread) });
     Ok(())
 }
 
