@@ -198,6 +198,7 @@ impl TransferEngine {
                     keep_connections: cfg.tcp_connection_pool,
                     connect_timeout: cfg.handshake_connect_timeout.min(cfg.tcp_progress_timeout),
                     io_timeout: cfg.tcp_progress_timeout.min(cfg.tcp_status_timeout),
+                    idle_exit: crate::transport::tcp::lane::LANE_IDLE_EXIT,
                 };
                 let tcp = TcpTransport::start(listener, self.shared.regions.clone(), settings)
                     .map_err(|e| Error::new(Code::Socket, format!("cannot start the tcp transport: {e}")))?;

@@ -42,11 +42,21 @@ pub struct LaneSettings {
     pub connect_timeout: Duration,
     /// `SO_RCVTIMEO`/`SO_SNDTIMEO`: a call that moves nothing for this long fails.
     pub io_timeout: Duration,
+    /// A lane with nothing to do for this long ends (its connection closes); a busy peer gets
+    /// new lanes on demand, so a process that once talked to many peers keeps no idle threads.
+    pub idle_exit: Duration,
 }
+
+/// Default of [`LaneSettings::idle_exit`].
+pub const LANE_IDLE_EXIT: Duration = Duration::from_secs(60);
 
 struct LinkState {
     queue: VecDeque<Slice>,
+    /// Threads of lanes, live or ended (ended ones are joined when the next lane starts).
     lanes: Vec<JoinHandle<()>>,
+    /// Lanes that have not ended.
+    live: usize,
+    next_lane_id: usize,
     /// Sockets of lanes, to shut them down on close.
     sockets: HashMap<usize, TcpStream>,
     idle: usize,
@@ -79,6 +89,8 @@ impl PeerLink {
             state: Mutex::new(LinkState {
                 queue: VecDeque::new(),
                 lanes: Vec::new(),
+                live: 0,
+                next_lane_id: 0,
                 sockets: HashMap::new(),
                 idle: 0,
                 closed: false,
@@ -102,11 +114,21 @@ impl PeerLink {
         st.queue.extend(slices);
         // Start lanes while more slices wait than idle lanes could take.
         let mut starting = 0;
-        while st.lanes.len() < self.settings.lanes_per_peer && st.queue.len() > st.idle + starting {
-            let id = st.lanes.len();
+        while st.live < self.settings.lanes_per_peer && st.queue.len() > st.idle + starting {
+            let ended: Vec<JoinHandle<()>> = {
+                let (done, running) = std::mem::take(&mut st.lanes).into_iter().partition(|h| h.is_finished());
+                st.lanes = running;
+                done
+            };
+            ended.into_iter().for_each(|h| drop(h.join()));
+            let id = st.next_lane_id;
             let link = self.clone();
             match std::thread::Builder::new().name("mc-tcp-lane".into()).spawn(move || link.run_lane(id)) {
-                Ok(handle) => st.lanes.push(handle),
+                Ok(handle) => {
+                    st.lanes.push(handle);
+                    st.live += 1;
+                    st.next_lane_id += 1;
+                }
                 Err(e) => {
                     tracing::warn!(peer = %self.addr, "cannot start a TCP lane: {e}");
                     break;
@@ -167,8 +189,12 @@ impl PeerLink {
                 return Some(s);
             }
             st.idle += 1;
-            self.wake.wait(&mut st);
+            let idle_too_long = self.wake.wait_for(&mut st, self.settings.idle_exit).timed_out();
             st.idle -= 1;
+            if idle_too_long && st.queue.is_empty() && !st.closed {
+                st.live -= 1;
+                return None;
+            }
         }
     }
 

@@ -107,3 +107,100 @@ impl Transport for TcpTransport {
         self.server.lock().stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{CompletionSink, MemoryLease, Opcode};
+    use parking_lot::RwLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// Leases any range inside one heap buffer.
+    struct Buffer {
+        base: u64,
+        len: u64,
+        drain: Arc<RwLock<()>>,
+        _mem: Vec<u8>,
+    }
+
+    impl TargetMemory for Buffer {
+        fn lease(&self, addr: u64, len: u64) -> Option<MemoryLease> {
+            let inside = len > 0 && addr >= self.base && addr.checked_add(len)? <= self.base + self.len;
+            inside.then(|| MemoryLease::new(self.drain.read_arc()))
+        }
+    }
+
+    #[derive(Default)]
+    struct Count {
+        ok: AtomicUsize,
+        failed: AtomicUsize,
+    }
+
+    impl CompletionSink for Count {
+        fn slice_finished(&self, _task: usize, _bytes: u64, ok: bool) {
+            let c = if ok { &self.ok } else { &self.failed };
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn settings(idle_exit: Duration) -> LaneSettings {
+        LaneSettings {
+            lanes_per_peer: 4,
+            keep_connections: true,
+            connect_timeout: Duration::from_secs(2),
+            io_timeout: Duration::from_secs(2),
+            idle_exit,
+        }
+    }
+
+    fn buffer(len: usize) -> Arc<Buffer> {
+        let mem = vec![0u8; len];
+        Arc::new(Buffer { base: mem.as_ptr() as u64, len: len as u64, drain: Arc::default(), _mem: mem })
+    }
+
+    fn wait_until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn idle_lanes_end_and_new_ones_start_on_demand() {
+        let target_mem = buffer(1 << 20);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = TcpTransport::start(listener, target_mem.clone(), settings(lane::LANE_IDLE_EXIT)).unwrap();
+        let src = buffer(1 << 20);
+        let initiator = TcpTransport::start(
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            src.clone(),
+            settings(Duration::from_millis(200)),
+        )
+        .unwrap();
+        let route = Route::Tcp(PeerAddress { host: "127.0.0.1".into(), port: target.data_port(), v2: true });
+        let count = Arc::new(Count::default());
+        let slices = |n: u64| -> Vec<Slice> {
+            (0..n)
+                .map(|i| Slice {
+                    opcode: Opcode::Write,
+                    local: src.base as usize,
+                    remote: target_mem.base + i * 4096,
+                    len: 4096,
+                    sink: count.clone(),
+                    task: 0,
+                })
+                .collect()
+        };
+        initiator.submit(&route, slices(64)).unwrap();
+        wait_until("64 slices", || count.ok.load(Ordering::SeqCst) == 64);
+        assert!(initiator.links()[0].connections >= 1);
+        wait_until("idle lanes to end", || initiator.links()[0].connections == 0);
+        initiator.submit(&route, slices(8)).unwrap();
+        wait_until("8 more slices", || count.ok.load(Ordering::SeqCst) == 72);
+        assert_eq!(count.failed.load(Ordering::SeqCst), 0);
+        initiator.shutdown();
+        target.shutdown();
+    }
+}
