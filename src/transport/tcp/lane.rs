@@ -151,6 +151,8 @@ impl PeerLink {
             let mut st = self.state.lock();
             st.closed = true;
             for s in st.sockets.values() {
+                // Abort, do not close: unsent request bytes must not reach the peer later.
+                let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
                 let _ = s.shutdown(Shutdown::Both);
             }
             self.wake.notify_all();
@@ -209,7 +211,7 @@ impl PeerLink {
                     slice.finish(true);
                 }
                 Err(e) => {
-                    self.drop_connection(id, &mut conn);
+                    self.abort_connection(id, &mut conn);
                     self.failed.fetch_add(1, Ordering::Relaxed);
                     slice.finish(false);
                     if let SliceError::Link(why) = e {
@@ -236,6 +238,17 @@ impl PeerLink {
         }
     }
 
+    /// Closes a connection whose request failed with a reset (`SO_LINGER` 0): the kernel
+    /// discards what it has not sent yet. A normal close would keep sending the rest of the
+    /// request after the task was reported FAILED, and a link that comes back would deliver it
+    /// into the target's memory.
+    fn abort_connection(&self, id: usize, conn: &mut Option<TcpStream>) {
+        if let Some(s) = conn.as_ref() {
+            let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+        }
+        self.drop_connection(id, conn);
+    }
+
     fn connect(&self, id: usize) -> Result<TcpStream, SliceError> {
         let link_err = |what: &str, e: std::io::Error| SliceError::Link(format!("{what} {}: {e}", self.addr));
         let addrs =
@@ -245,9 +258,7 @@ impl PeerLink {
             match TcpStream::connect_timeout(&a, self.settings.connect_timeout) {
                 Ok(s) => {
                     let setup = (|| {
-                        s.set_nodelay(true)?;
-                        s.set_read_timeout(Some(self.settings.io_timeout))?;
-                        s.set_write_timeout(Some(self.settings.io_timeout))?;
+                        super::tune_data_socket(&s, self.settings.io_timeout)?;
                         s.try_clone()
                     })();
                     let control = setup.map_err(|e| link_err("cannot set up connection to", e))?;

@@ -22,6 +22,17 @@ use super::{Error, LinkInfo, Route, Slice, TargetMemory, Transport};
 /// (each slice is one Mooncake request: one header, one payload).
 pub const TCP_SLICE_SIZE: u64 = 1 << 20;
 
+/// Options of every data connection, both sides: `TCP_NODELAY` (requests are latency-bound and
+/// already written in as few calls as possible), send/receive timeouts, and `TCP_USER_TIMEOUT`
+/// at the same bound, so that data left unacknowledged on a dead path fails the connection
+/// after `progress_timeout` even while `send` still trickles bytes into the socket buffer.
+pub(crate) fn tune_data_socket(s: &std::net::TcpStream, progress_timeout: std::time::Duration) -> std::io::Result<()> {
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(progress_timeout))?;
+    s.set_write_timeout(Some(progress_timeout))?;
+    socket2::SockRef::from(s).set_tcp_user_timeout(Some(progress_timeout))
+}
+
 /// See the module documentation.
 pub struct TcpTransport {
     server: Mutex<DataServer>,

@@ -148,9 +148,7 @@ fn reap_ended(shared: &Shared) {
 }
 
 fn start_connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(shared.progress_timeout))?;
-    stream.set_write_timeout(Some(shared.progress_timeout))?;
+    super::tune_data_socket(&stream, shared.progress_timeout)?;
     let control = stream.try_clone()?;
     let mut conns = shared.conns.lock();
     if conns.open.len() >= MAX_CONNECTIONS {
