@@ -12,28 +12,9 @@ use parking_lot::RwLock;
 use crate::engine::TransferEngine;
 use crate::error::Code;
 
-/// A failed call: the code it returns and the text `mooncake_last_error()` gives.
-#[derive(Debug)]
-pub struct FfiError {
-    pub code: Code,
-    pub message: String,
-}
-
-impl FfiError {
-    pub fn new(code: Code, message: impl Into<String>) -> FfiError {
-        FfiError { code, message: message.into() }
-    }
-
-    pub fn invalid(message: impl Into<String>) -> FfiError {
-        FfiError::new(Code::InvalidArgument, message)
-    }
-}
-
-impl From<crate::engine::Error> for FfiError {
-    fn from(e: crate::engine::Error) -> FfiError {
-        FfiError { code: e.code, message: e.message }
-    }
-}
+/// A failed call: the code it returns and the text `mooncake_last_error()` gives. The engine's
+/// error carries exactly that, so the boundary uses it as is.
+pub type FfiError = crate::engine::Error;
 
 pub type FfiResult<T> = Result<T, FfiError>;
 
