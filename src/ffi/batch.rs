@@ -18,7 +18,7 @@ use crate::transport::Opcode;
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn allocateBatchID(engine: transfer_engine_t, batch_size: usize) -> batch_id_t {
-    boundary("allocateBatchID", |_| INVALID_BATCH, || Ok(engine_ref(engine)?.allocate_batch(batch_size)?))
+    boundary("allocateBatchID", |_| INVALID_BATCH, || engine_ref(engine)?.allocate_batch(batch_size))
 }
 
 unsafe fn requests(entries: *mut transfer_request, count: usize) -> FfiResult<Vec<TransferRequest>> {
@@ -64,7 +64,7 @@ pub unsafe extern "C" fn submitTransfer(
         let engine = engine_ref(engine)?;
         // SAFETY: forwarded caller guarantees.
         let reqs = unsafe { requests(entries, count)? };
-        Ok(engine.submit(batch_id, &reqs, None)?)
+        engine.submit(batch_id, &reqs, None)
     })
 }
 
@@ -91,7 +91,7 @@ pub unsafe extern "C" fn submitTransferWithNotify(
         let msg = unsafe { c_str(notify_msg.msg, "notify_msg.msg")? }.to_string();
         // SAFETY: forwarded caller guarantees.
         let reqs = unsafe { requests(entries, count)? };
-        Ok(engine.submit(batch_id, &reqs, Some((name, msg)))?)
+        engine.submit(batch_id, &reqs, Some((name, msg)))
     })
 }
 
@@ -128,5 +128,5 @@ pub unsafe extern "C" fn getTransferStatus(
 /// freed), or 1 InvalidArgument (NULL engine, unknown batch). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn freeBatchID(engine: transfer_engine_t, batch_id: batch_id_t) -> c_int {
-    ffi_status("freeBatchID", || Ok(engine_ref(engine)?.free_batch(batch_id)?))
+    ffi_status("freeBatchID", || engine_ref(engine)?.free_batch(batch_id))
 }

@@ -139,7 +139,7 @@ pub unsafe extern "C" fn uninstallTransport(engine: transfer_engine_t, proto: *c
         let engine = engine_ref(engine)?;
         // SAFETY: NUL-terminated string read during the call.
         let proto = unsafe { c_str(proto, "proto")? };
-        Ok(engine.uninstall_transport(proto)?)
+        engine.uninstall_transport(proto)
     })
 }
 
@@ -173,7 +173,7 @@ pub unsafe extern "C" fn getNicLoadStats(
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn enableGracefulShutdown(engine: transfer_engine_t) {
-    boundary("enableGracefulShutdown", |_| (), || Ok(engine_ref(engine)?.enable_graceful_shutdown()?))
+    boundary("enableGracefulShutdown", |_| (), || engine_ref(engine)?.enable_graceful_shutdown())
 }
 
 /// Describes the engine's open links into `buf_out[0..buf_len]` (NUL-terminated): one line per

@@ -27,7 +27,7 @@ pub unsafe extern "C" fn registerLocalMemory(
         let engine = engine_ref(engine)?;
         // SAFETY: NUL-terminated string read during the call.
         let location = unsafe { c_str(location, "location")? };
-        Ok(engine.register_memory(addr as u64, length as u64, location, remote_accessible != 0)?)
+        engine.register_memory(addr as u64, length as u64, location, remote_accessible != 0)
     })
 }
 
@@ -36,7 +36,7 @@ pub unsafe extern "C" fn registerLocalMemory(
 /// `ERR_INVALID_ARGUMENT` for a NULL engine. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn unregisterLocalMemory(engine: transfer_engine_t, addr: *mut c_void) -> c_int {
-    ffi_err("unregisterLocalMemory", || Ok(engine_ref(engine)?.unregister_memory(addr as u64)?))
+    ffi_err("unregisterLocalMemory", || engine_ref(engine)?.unregister_memory(addr as u64))
 }
 
 /// Registers `buffer_len` remotely accessible regions from `buffer_list` (read during the call),
@@ -59,7 +59,7 @@ pub unsafe extern "C" fn registerLocalMemoryBatch(
         // SAFETY: the caller passes `buffer_len` readable entries.
         let list = unsafe { c_slice(buffer_list as *const buffer_entry_t, buffer_len, "buffer_list")? };
         let entries: Vec<(u64, u64)> = list.iter().map(|b| (b.addr as u64, b.length as u64)).collect();
-        Ok(engine.register_memory_batch(&entries, location)?)
+        engine.register_memory_batch(&entries, location)
     })
 }
 
@@ -79,6 +79,6 @@ pub unsafe extern "C" fn unregisterLocalMemoryBatch(
         // SAFETY: the caller passes `addr_len` readable pointers.
         let list = unsafe { c_slice(addr_list as *const *mut c_void, addr_len, "addr_list")? };
         let addrs: Vec<u64> = list.iter().map(|&a| a as u64).collect();
-        Ok(engine.unregister_memory_batch(&addrs)?)
+        engine.unregister_memory_batch(&addrs)
     })
 }

@@ -126,6 +126,6 @@ pub unsafe extern "C" fn genNotifyInEngine(
         let msg = unsafe { c_str(notify_msg.msg, "notify_msg.msg")? };
         let id = i32::try_from(target_id)
             .map_err(|_| FfiError::invalid(format!("target_id {target_id} is out of range")))?;
-        Ok(engine.send_notify(id, name, msg)?)
+        engine.send_notify(id, name, msg)
     })
 }

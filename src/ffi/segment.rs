@@ -10,7 +10,7 @@ unsafe fn open(engine: transfer_engine_t, name: *const c_char, refresh: bool) ->
     let engine = engine_ref(engine)?;
     // SAFETY: NUL-terminated string read during the call.
     let name = unsafe { c_str(name, "segment_name")? };
-    Ok(engine.open_segment(name, refresh)?)
+    engine.open_segment(name, refresh)
 }
 
 /// Opens a peer's segment by name (P2P: `"host:port"`, fetched over that handshake port) and
@@ -43,7 +43,7 @@ pub unsafe extern "C" fn openSegmentNoCache(engine: transfer_engine_t, segment_n
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn closeSegment(engine: transfer_engine_t, segment_id: segment_id_t) -> c_int {
-    ffi_err("closeSegment", || Ok(engine_ref(engine)?.close_segment(segment_id)?))
+    ffi_err("closeSegment", || engine_ref(engine)?.close_segment(segment_id))
 }
 
 /// Pre-connects EFA endpoints; this build has no EFA, so it returns 0 (or
@@ -66,7 +66,7 @@ pub unsafe extern "C" fn removeLocalSegment(engine: transfer_engine_t, segment_n
         let engine = engine_ref(engine)?;
         // SAFETY: NUL-terminated string read during the call.
         let name = unsafe { c_str(segment_name, "segment_name")? };
-        Ok(engine.remove_local_segment(name)?)
+        engine.remove_local_segment(name)
     })
 }
 
@@ -74,5 +74,5 @@ pub unsafe extern "C" fn removeLocalSegment(engine: transfer_engine_t, segment_n
 /// (every segment is still tried). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn syncSegmentCache(engine: transfer_engine_t) -> c_int {
-    ffi_err("syncSegmentCache", || Ok(engine_ref(engine)?.sync_segment_cache()?))
+    ffi_err("syncSegmentCache", || engine_ref(engine)?.sync_segment_cache())
 }
