@@ -5,12 +5,12 @@
 //! status without taking a lock. A batch with a pending notification sends it once every task
 //! submitted to it has ended, if all of them completed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+use super::id_map::IdMap;
 use crate::transport::CompletionSink;
 
 /// Task states, with Mooncake's numbering.
@@ -177,14 +177,14 @@ impl CompletionSink for Batch {
 
 /// Every live batch of one engine, by id.
 pub struct BatchTable {
-    batches: RwLock<HashMap<u64, Arc<Batch>>>,
+    batches: RwLock<IdMap<u64, Arc<Batch>>>,
     next_id: AtomicU64,
     notify_sender: Arc<dyn NotifySender>,
 }
 
 impl BatchTable {
     pub fn new(notify_sender: Arc<dyn NotifySender>) -> BatchTable {
-        BatchTable { batches: RwLock::new(HashMap::new()), next_id: AtomicU64::new(1), notify_sender }
+        BatchTable { batches: RwLock::new(IdMap::default()), next_id: AtomicU64::new(1), notify_sender }
     }
 
     /// Allocates a batch of `capacity` tasks; `None` when that much memory is not available.
@@ -197,6 +197,12 @@ impl BatchTable {
 
     pub fn get(&self, id: u64) -> Option<Arc<Batch>> {
         self.batches.read().get(&id).cloned()
+    }
+
+    /// Runs `f` on batch `id` under the table's read lock, without cloning its `Arc`: the
+    /// status poll's path.
+    pub fn with<R>(&self, id: u64, f: impl FnOnce(&Batch) -> R) -> Option<R> {
+        self.batches.read().get(&id).map(|b| f(b))
     }
 
     /// Frees a batch; `Err(true)` while tasks are in flight, `Err(false)` for an unknown id.

@@ -13,6 +13,7 @@
 pub mod batch;
 pub mod error;
 mod graceful;
+pub mod id_map;
 mod memory;
 pub mod notify;
 pub mod regions;

@@ -5,7 +5,7 @@
 
 use std::ffi::c_int;
 
-use super::boundary::{FfiError, FfiResult, boundary, c_slice, c_str, engine_ref, ffi_status};
+use super::boundary::{FfiError, FfiResult, boundary, c_slice, c_str, engine_ref, ffi_status, with_engine};
 use super::types::{
     INVALID_BATCH, OPCODE_READ, OPCODE_WRITE, batch_id_t, notify_msg_t, transfer_engine_t, transfer_request,
     transfer_status,
@@ -110,11 +110,10 @@ pub unsafe extern "C" fn getTransferStatus(
     status: *mut transfer_status,
 ) -> c_int {
     ffi_status("getTransferStatus", || {
-        let engine = engine_ref(engine)?;
         if status.is_null() {
             return Err(FfiError::invalid("status is NULL"));
         }
-        let s = engine.task_status(batch_id, task_id)?;
+        let s = with_engine(engine, |e| e.task_status(batch_id, task_id))?;
         // SAFETY: `status` is non-NULL and points to a writable transfer_status.
         unsafe {
             (*status).status = s.status;

@@ -2,7 +2,6 @@
 //! argument checks (handles, C strings, arrays).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -10,6 +9,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::engine::TransferEngine;
+use crate::engine::id_map::IdMap;
 use crate::error::Code;
 
 /// A failed call: the code it returns and the text `mooncake_last_error()` gives. The engine's
@@ -68,12 +68,12 @@ pub fn ffi_status(func: &'static str, f: impl FnOnce() -> FfiResult<()>) -> i32 
 
 /// Live engine handles. A handle is the address of its engine; looking it up here (instead of
 /// dereferencing it) turns a NULL, stale or foreign pointer into `ERR_INVALID_ARGUMENT`.
-static ENGINES: RwLock<Option<HashMap<usize, Arc<TransferEngine>>>> = RwLock::new(None);
+static ENGINES: RwLock<Option<IdMap<usize, Arc<TransferEngine>>>> = RwLock::new(None);
 
 pub fn register_engine(engine: TransferEngine) -> *mut c_void {
     let engine = Arc::new(engine);
     let handle = Arc::as_ptr(&engine) as usize;
-    ENGINES.write().get_or_insert_with(HashMap::new).insert(handle, engine);
+    ENGINES.write().get_or_insert_with(IdMap::default).insert(handle, engine);
     handle as *mut c_void
 }
 
@@ -92,6 +92,20 @@ pub fn engine_ref(handle: *mut c_void) -> FfiResult<Arc<TransferEngine>> {
         .as_ref()
         .and_then(|m| m.get(&(handle as usize)).cloned())
         .ok_or_else(|| FfiError::invalid(format!("engine {handle:p} is not a live engine (destroyed?)")))
+}
+
+/// Runs `f` on the engine behind `handle` under the registry's read lock, without cloning its
+/// `Arc`: for calls that never block (the status poll). Calls that may wait on the network use
+/// [`engine_ref`], so that no lock is held while they wait.
+pub fn with_engine<R>(handle: *mut c_void, f: impl FnOnce(&TransferEngine) -> FfiResult<R>) -> FfiResult<R> {
+    if handle.is_null() {
+        return Err(FfiError::invalid("engine is NULL"));
+    }
+    let engines = ENGINES.read();
+    match engines.as_ref().and_then(|m| m.get(&(handle as usize))) {
+        Some(e) => f(e),
+        None => Err(FfiError::invalid(format!("engine {handle:p} is not a live engine (destroyed?)"))),
+    }
 }
 
 /// Reads a NUL-terminated UTF-8 string argument.

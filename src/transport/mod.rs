@@ -7,6 +7,7 @@
 //! - [`tcp`]: Mooncake's TCP data protocol, v2 (acknowledged) and v1 (`wire.md` §4).
 
 pub mod local;
+pub mod log_limit;
 pub mod memory;
 pub mod tcp;
 

@@ -17,6 +17,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::io::{recv_exact_raw, recv_frame, send_all, send_head_and_raw, try_recv_frame_now};
 use super::wire::{self, Header, Status};
+use crate::transport::log_limit::LogLimit;
 use crate::transport::{LinkInfo, Opcode, Slice};
 
 /// A peer's data endpoint and the protocol version used towards it.
@@ -72,6 +73,8 @@ pub struct PeerLink {
     completed: AtomicU64,
     failed: AtomicU64,
     bytes: AtomicU64,
+    /// A dead peer fails slices at line rate: one warning per second is enough.
+    warnings: LogLimit,
 }
 
 enum SliceError {
@@ -99,6 +102,7 @@ impl PeerLink {
             completed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            warnings: LogLimit::new(Duration::from_secs(1)),
         }
     }
 
@@ -216,11 +220,14 @@ impl PeerLink {
                     slice.finish(false);
                     if let SliceError::Link(why) = e {
                         let queued: Vec<Slice> = self.state.lock().queue.drain(..).collect();
-                        tracing::warn!(
-                            peer = %self.addr,
-                            failed_with_it = queued.len(),
-                            "tcp transfer failed: {why}"
-                        );
+                        if let Some(suppressed) = self.warnings.allow() {
+                            tracing::warn!(
+                                peer = %self.addr,
+                                failed_with_it = queued.len(),
+                                similar_since_last = suppressed,
+                                "tcp transfer failed: {why}"
+                            );
+                        }
                         self.fail_all(queued);
                     }
                 }
@@ -331,12 +338,15 @@ impl PeerLink {
     }
 
     fn refused(&self, s: &Slice) -> SliceError {
-        tracing::warn!(
-            peer = %self.addr,
-            addr = format_args!("{:#x}", s.remote),
-            len = s.len,
-            "tcp transfer refused by the target: range is not inside one registered region"
-        );
+        if let Some(suppressed) = self.warnings.allow() {
+            tracing::warn!(
+                peer = %self.addr,
+                addr = format_args!("{:#x}", s.remote),
+                len = s.len,
+                similar_since_last = suppressed,
+                "tcp transfer refused by the target: range is not inside one registered region"
+            );
+        }
         SliceError::Refused
     }
 }

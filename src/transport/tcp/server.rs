@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use super::io::{recv_exact_raw, recv_frame, send_all, send_head_and_raw};
 use super::wire::{self, HEADER_LEN, Header};
 use crate::transport::TargetMemory;
+use crate::transport::log_limit::LogLimit;
 
 /// Connections served at once; more are closed at accept, so a peer cannot exhaust threads.
 const MAX_CONNECTIONS: usize = 1024;
@@ -41,6 +42,8 @@ struct Shared {
     conns: Mutex<Connections>,
     progress_timeout: Duration,
     refused: AtomicU64,
+    /// A peer can send refused requests in a loop: one warning per second is enough.
+    warnings: LogLimit,
 }
 
 /// A running data server. [`DataServer::stop`] (or drop) closes the listener and every
@@ -67,6 +70,7 @@ impl DataServer {
             conns: Mutex::new(Connections::default()),
             progress_timeout,
             refused: AtomicU64::new(0),
+            warnings: LogLimit::new(Duration::from_secs(1)),
         });
         let acceptor = {
             let (listener, shared) = (listener.clone(), shared.clone());
@@ -189,13 +193,16 @@ fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
         }
         let h = Header::decode(&head);
         if let Err(e) = serve_request(stream, &h, shared) {
-            tracing::warn!(
-                %peer,
-                addr = format_args!("{:#x}", h.addr),
-                size = h.size,
-                write = h.write,
-                "tcp data server: request failed, closing connection: {e}"
-            );
+            if let Some(suppressed) = shared.warnings.allow() {
+                tracing::warn!(
+                    %peer,
+                    addr = format_args!("{:#x}", h.addr),
+                    size = h.size,
+                    write = h.write,
+                    similar_since_last = suppressed,
+                    "tcp data server: request failed, closing connection: {e}"
+                );
+            }
             return;
         }
     }
