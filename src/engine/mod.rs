@@ -44,6 +44,10 @@ use notify::{NotifyInbox, NotifyOutbox};
 use regions::RegionTable;
 use segments::SegmentCache;
 
+/// Mooncake's transport names that this build knows but does not have: installing one is
+/// `ERR_NOT_IMPLEMENTED`, uninstalling one is a no-op, any other name is an invalid argument.
+const UNAVAILABLE_TRANSPORTS: &[&str] = &["rdma", "nvmeof", "efa", "nvlink", "cxl", "barex", "hip", "ascend"];
+
 /// Arguments of `createTransferEngine`.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -210,7 +214,7 @@ impl TransferEngine {
                 self.shared.publish();
                 Ok(id)
             }
-            "rdma" | "nvmeof" | "efa" | "nvlink" | "cxl" | "barex" | "hip" | "ascend" => Err(Error::new(
+            p if UNAVAILABLE_TRANSPORTS.contains(&p) => Err(Error::new(
                 Code::NotImplemented,
                 format!("transport {proto:?} is not available in this build (tcp is)"),
             )),
@@ -229,7 +233,7 @@ impl TransferEngine {
                 }
                 Ok(())
             }
-            "rdma" | "nvmeof" | "efa" | "nvlink" | "cxl" | "barex" | "hip" | "ascend" => Ok(()),
+            p if UNAVAILABLE_TRANSPORTS.contains(&p) => Ok(()),
             other => Err(Error::invalid(format!("unknown transport {other:?}"))),
         }
     }
