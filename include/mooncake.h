@@ -128,6 +128,17 @@
 
 #define MOONCAKE_STATUS_NOT_IMPLEMENTED 999
 
+/**
+ * Our additions' results (never returned by Mooncake's functions): a waited-for transfer
+ * ended with at least one task FAILED.
+ */
+#define MOONCAKE_ERR_TRANSFER_FAILED (-400)
+
+/**
+ * A waited-for transfer still had tasks in flight when the timeout passed.
+ */
+#define MOONCAKE_ERR_TIMEOUT (-401)
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -145,6 +156,64 @@ const char *mooncake_last_error(void);
  * Thread-safe.
  */
 const char *mooncake_version(void);
+
+/**
+ * Waits until no task of `batch_id` is in flight, at most `timeout_ms` milliseconds (spinning
+ * a few microseconds, then parked: no core is burnt on long transfers). Returns 0 when every
+ * task submitted to the batch completed, `MOONCAKE_ERR_TRANSFER_FAILED` when all ended and one
+ * failed, `MOONCAKE_ERR_TIMEOUT` when tasks were still in flight (the batch stays allocated),
+ * `ERR_INVALID_ARGUMENT` for a NULL engine or an unknown batch. Thread-safe.
+ */
+int mooncake_wait_batch(transfer_engine_t engine, batch_id_t batch_id, uint64_t timeout_ms);
+
+/**
+ * Frees `batch_id` now when no task is in flight, else as soon as its last task has ended
+ * (for callers that stop waiting). The id must not be used afterwards. Returns 0, or
+ * `ERR_INVALID_ARGUMENT` for a NULL engine or an unknown batch. Thread-safe.
+ */
+int mooncake_release_batch(transfer_engine_t engine, batch_id_t batch_id);
+
+/**
+ * Moves `count` requests (read during the call) as one batch and waits for all of them, at
+ * most `timeout_ms`; with a non-NULL `notify`, the segment of the first entry receives it
+ * after the data. The batch is released in every case. Returns 0 when all completed,
+ * `MOONCAKE_ERR_TRANSFER_FAILED`, `MOONCAKE_ERR_TIMEOUT`, or the negative code of a refused
+ * submission (`ERR_ADDRESS_NOT_REGISTERED`, `ERR_INVALID_ARGUMENT`, …). Thread-safe.
+ *
+ * # Safety
+ * `entries` must be NULL or point to `count` requests; `notify` must be NULL or point to a
+ * message whose strings are NUL-terminated; all are read during the call only.
+ */
+int mooncake_transfer_sync(transfer_engine_t engine,
+                           transfer_request_t *entries,
+                           size_t count,
+                           const notify_msg_t *notify,
+                           uint64_t timeout_ms);
+
+/**
+ * Writes up to `*count` of the buffers segment `segment_id` publishes (its cached descriptor;
+ * `LOCAL_SEGMENT`: this engine's own) into `buffers`, in descriptor order, and sets `*count` to
+ * how many it has. Returns 0, or `ERR_INVALID_ARGUMENT` for NULL arguments or a segment that
+ * is not open. Thread-safe.
+ *
+ * # Safety
+ * `buffers` must be writable for `*count` entries; `count` must point to a writable size_t.
+ */
+int mooncake_segment_buffers(transfer_engine_t engine,
+                             segment_id_t segment_id,
+                             buffer_entry_t *buffers,
+                             size_t *count);
+
+/**
+ * Sends a handshake probe to `segment_name` (`"host:port"`) and waits for its answer
+ * (Mooncake's `send_probe`). Returns 0 when the peer answered, else `ERR_SOCKET`, `ERR_DNS`,
+ * `ERR_MALFORMED_JSON` or `ERR_REJECT_HANDSHAKE`; `ERR_INVALID_ARGUMENT` for NULL arguments.
+ * Thread-safe.
+ *
+ * # Safety
+ * `segment_name` must be NULL or a NUL-terminated string (read during the call).
+ */
+int mooncake_send_probe(transfer_engine_t engine, const char *segment_name);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -88,7 +88,7 @@ fn expected() -> Vec<(&'static str, String)> {
         ),
     );
     let mc = generate(
-        &["src/ffi/codes.rs", "src/ffi/mooncake.rs"],
+        &["src/ffi/codes.rs", "src/ffi/mooncake.rs", "src/ffi/extras.rs"],
         config(
             "MOONCAKE_H",
             &["transfer_engine_c.h"],

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::id_map::IdMap;
 use crate::transport::CompletionSink;
@@ -62,7 +64,25 @@ pub struct Batch {
     any_failed: AtomicBool,
     notify: Mutex<Option<PendingNotify>>,
     notify_sender: Arc<dyn NotifySender>,
+    /// Waiters of [`Batch::wait_idle`] park here until the last task in flight ends.
+    idle_lock: Mutex<()>,
+    idle: Condvar,
 }
+
+/// How a waited-for batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Every task submitted so far completed.
+    Completed,
+    /// Every task ended, and at least one failed.
+    Failed,
+    /// Tasks were still in flight when the wait gave up.
+    TimedOut,
+}
+
+/// Spinning this long before parking keeps small transfers free of wake-up latency without
+/// burning a core on large ones.
+const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 
 /// Why a submission was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -84,6 +104,8 @@ impl Batch {
             any_failed: AtomicBool::new(false),
             notify: Mutex::new(None),
             notify_sender,
+            idle_lock: Mutex::new(()),
+            idle: Condvar::new(),
         })
     }
 
@@ -141,6 +163,34 @@ impl Batch {
         self.in_flight.load(Ordering::Acquire) > 0
     }
 
+    /// Waits until no task is in flight (spinning briefly, then parked), at most `timeout`.
+    pub fn wait_idle(&self, timeout: Duration) -> BatchOutcome {
+        let start = Instant::now();
+        while self.busy() && start.elapsed() < SPIN_BEFORE_PARK.min(timeout) {
+            std::hint::spin_loop();
+        }
+        if self.busy() {
+            let deadline = start + timeout;
+            let mut guard = self.idle_lock.lock();
+            while self.busy() {
+                if self.idle.wait_until(&mut guard, deadline).timed_out() {
+                    break;
+                }
+            }
+        }
+        match (self.busy(), self.any_failed.load(Ordering::Acquire)) {
+            (true, _) => BatchOutcome::TimedOut,
+            (false, true) => BatchOutcome::Failed,
+            (false, false) => BatchOutcome::Completed,
+        }
+    }
+
+    fn wake_waiters(&self) {
+        // Taking the lock orders this after a waiter's busy() check: no wake-up is lost.
+        drop(self.idle_lock.lock());
+        self.idle.notify_all();
+    }
+
     fn maybe_notify(&self) {
         let notify = {
             let mut pending = self.notify.lock();
@@ -169,6 +219,7 @@ impl CompletionSink for Batch {
         if t.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
             t.ended.store(true, Ordering::Release);
             if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.wake_waiters();
                 self.maybe_notify();
             }
         }
@@ -178,17 +229,25 @@ impl CompletionSink for Batch {
 /// Every live batch of one engine, by id.
 pub struct BatchTable {
     batches: RwLock<IdMap<u64, Arc<Batch>>>,
+    /// Batches released while busy: freed by the next `allocate` that finds them idle.
+    released: Mutex<Vec<u64>>,
     next_id: AtomicU64,
     notify_sender: Arc<dyn NotifySender>,
 }
 
 impl BatchTable {
     pub fn new(notify_sender: Arc<dyn NotifySender>) -> BatchTable {
-        BatchTable { batches: RwLock::new(IdMap::default()), next_id: AtomicU64::new(1), notify_sender }
+        BatchTable {
+            batches: RwLock::new(IdMap::default()),
+            released: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            notify_sender,
+        }
     }
 
     /// Allocates a batch of `capacity` tasks; `None` when that much memory is not available.
     pub fn allocate(&self, capacity: usize) -> Option<u64> {
+        self.sweep_released();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let batch = Batch::new(id, capacity, self.notify_sender.clone())?;
         self.batches.write().insert(id, Arc::new(batch));
@@ -216,6 +275,28 @@ impl BatchTable {
                 Ok(())
             }
         }
+    }
+
+    /// Frees a batch now when it is idle, else as soon as an `allocate` finds it idle: for
+    /// callers that gave up waiting (a sync transfer past its timeout) and never poll again.
+    /// Returns false for an unknown id.
+    pub fn release(&self, id: u64) -> bool {
+        match self.free(id) {
+            Ok(()) => true,
+            Err(true) => {
+                self.released.lock().push(id);
+                true
+            }
+            Err(false) => false,
+        }
+    }
+
+    fn sweep_released(&self) {
+        let mut released = self.released.lock();
+        if released.is_empty() {
+            return;
+        }
+        released.retain(|&id| self.free(id) == Err(true));
     }
 
     pub fn len(&self) -> usize {
@@ -302,6 +383,38 @@ mod tests {
         b.reserve(&[0], notify()).unwrap();
         assert_eq!(b.status(0).unwrap().status, STATUS_COMPLETED);
         assert_eq!(rec.0.lock().len(), 1);
+    }
+
+    #[test]
+    fn wait_idle_reports_how_the_batch_ended() {
+        let (b, _) = batch(3);
+        b.reserve(&[1], None).unwrap();
+        assert_eq!(b.wait_idle(Duration::from_millis(20)), BatchOutcome::TimedOut);
+        let b2 = b.clone();
+        let finisher = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            b2.slice_finished(0, 1, true);
+        });
+        assert_eq!(b.wait_idle(Duration::from_secs(10)), BatchOutcome::Completed);
+        finisher.join().unwrap();
+        b.reserve(&[1], None).unwrap();
+        b.slice_finished(1, 0, false);
+        assert_eq!(b.wait_idle(Duration::from_secs(10)), BatchOutcome::Failed);
+    }
+
+    #[test]
+    fn a_released_busy_batch_is_freed_once_idle() {
+        let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let t = BatchTable::new(rec);
+        let id = t.allocate(1).unwrap();
+        t.get(id).unwrap().reserve(&[1], None).unwrap();
+        assert!(t.release(id));
+        t.allocate(1).unwrap();
+        assert!(t.get(id).is_some(), "still busy: kept");
+        t.get(id).unwrap().slice_finished(0, 1, true);
+        t.allocate(1).unwrap();
+        assert!(t.get(id).is_none(), "idle: freed by the next allocate");
+        assert!(!t.release(424242));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
-pub use batch::TaskStatus;
+pub use batch::{BatchOutcome, TaskStatus};
 pub use error::{Error, Result};
 pub use transfer::TransferRequest;
 
@@ -83,8 +83,8 @@ pub struct TransferEngine {
 
 pub(crate) struct EngineShared {
     config: Config,
-    /// Keeps the shared runtime alive for as long as the engine.
-    _runtime: Arc<RuntimeGuard>,
+    /// The shared runtime (kept alive for as long as the engine).
+    runtime: Arc<RuntimeGuard>,
     /// The server (segment) name peers use: P2P `host:port`.
     server_name: String,
     /// Host published for this engine's handshake and data ports.
@@ -140,7 +140,7 @@ impl TransferEngine {
         let segments = Arc::new(SegmentCache::default());
         let outbox = Arc::new(NotifyOutbox::new(runtime.clone(), segments.clone(), limits, (host.clone(), rpc_port)));
         let shared = Arc::new(EngineShared {
-            _runtime: runtime.clone(),
+            runtime: runtime.clone(),
             server_name,
             public_host: host,
             rpc_port,
@@ -261,6 +261,24 @@ impl TransferEngine {
     pub fn send_notify(&self, segment: i32, name: &str, msg: &str) -> Result<()> {
         self.shared.check_running()?;
         self.shared.outbox.send(segment, name, msg)
+    }
+
+    /// Sends a handshake probe to segment `name` (Mooncake's `send_probe`): Ok when it answers.
+    pub fn send_probe(&self, name: &str) -> Result<()> {
+        self.shared.check_running()?;
+        let (host, port) = self.shared.metadata.rpc_address(name.trim_start_matches('/'))?;
+        let limits = client_limits(&self.shared.config);
+        self.shared
+            .runtime
+            .block_on(crate::metadata::handshake::request(
+                &host,
+                port,
+                crate::metadata::handshake::FrameType::Probe,
+                &serde_json::json!({}),
+                limits,
+            ))
+            .map(|_| ())
+            .map_err(Error::from)
     }
 
     /// Open links of every transport.

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use super::batch::{PendingNotify, ReserveError, TaskStatus};
+use std::time::Duration;
+
+use super::batch::{BatchOutcome, PendingNotify, ReserveError, TaskStatus};
 use super::{EngineShared, Error, Result, TransferEngine};
 use crate::error::Code;
 use crate::transport::tcp::PeerAddress;
@@ -112,6 +114,40 @@ impl TransferEngine {
         let b =
             self.shared.batches.get(batch).ok_or_else(|| Error::invalid(format!("batch {batch} does not exist")))?;
         b.status(task).ok_or_else(|| Error::invalid(format!("batch {batch} has no task {task}")))
+    }
+
+    /// Waits (spinning briefly, then parked) until no task of `batch` is in flight, at most
+    /// `timeout`, and says how the batch ended.
+    pub fn wait_batch(&self, batch: u64, timeout: Duration) -> Result<BatchOutcome> {
+        let b =
+            self.shared.batches.get(batch).ok_or_else(|| Error::invalid(format!("batch {batch} does not exist")))?;
+        Ok(b.wait_idle(timeout))
+    }
+
+    /// Frees `batch` now when no task is in flight, else as soon as it is idle (for callers
+    /// that stop waiting, such as a sync transfer past its timeout).
+    pub fn release_batch(&self, batch: u64) -> Result<()> {
+        if self.shared.batches.release(batch) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!("batch {batch} does not exist")))
+        }
+    }
+
+    /// One synchronous transfer of `requests` (with an optional notification): a batch is
+    /// allocated, submitted, waited for (at most `timeout`) and released.
+    pub fn transfer_sync(
+        &self,
+        requests: &[TransferRequest],
+        notify: Option<(String, String)>,
+        timeout: Duration,
+    ) -> Result<BatchOutcome> {
+        let batch = self.allocate_batch(requests.len())?;
+        let outcome = self.submit(batch, requests, notify).map(|()| self.wait_batch(batch, timeout));
+        let released = self.release_batch(batch);
+        let outcome = outcome??;
+        released?;
+        Ok(outcome)
     }
 
     /// Submits `requests` to `batch`, all or nothing; with `notify`, the segment of the first

@@ -21,7 +21,11 @@ pub extern "C" fn allocateBatchID(engine: transfer_engine_t, batch_size: usize) 
     boundary("allocateBatchID", |_| INVALID_BATCH, || engine_ref(engine)?.allocate_batch(batch_size))
 }
 
-unsafe fn requests(entries: *mut transfer_request, count: usize) -> FfiResult<Vec<TransferRequest>> {
+/// Converts `count` C requests, refusing bad opcodes.
+///
+/// # Safety
+/// `entries` must be NULL or point to `count` readable requests.
+pub(super) unsafe fn requests(entries: *mut transfer_request, count: usize) -> FfiResult<Vec<TransferRequest>> {
     // SAFETY: the caller passes `count` readable entries.
     let list = unsafe { c_slice(entries as *const transfer_request, count, "entries")? };
     list.iter()

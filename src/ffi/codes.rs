@@ -60,3 +60,9 @@ pub const MOONCAKE_STATUS_NUMA: c_int = 300;
 pub const MOONCAKE_STATUS_CLOCK: c_int = 301;
 pub const MOONCAKE_STATUS_MEMORY: c_int = 302;
 pub const MOONCAKE_STATUS_NOT_IMPLEMENTED: c_int = 999;
+
+/// Our additions' results (never returned by Mooncake's functions): a waited-for transfer
+/// ended with at least one task FAILED.
+pub const MOONCAKE_ERR_TRANSFER_FAILED: c_int = -400;
+/// A waited-for transfer still had tasks in flight when the timeout passed.
+pub const MOONCAKE_ERR_TIMEOUT: c_int = -401;

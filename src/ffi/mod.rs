@@ -10,6 +10,7 @@ pub mod batch;
 pub mod boundary;
 pub mod codes;
 pub mod engine;
+pub mod extras;
 pub mod memory;
 pub mod mooncake;
 pub mod notify;

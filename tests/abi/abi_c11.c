@@ -255,6 +255,13 @@ int showLinks(transfer_engine_t engine, char *buf_out, size_t buf_len, int json)
 /* Our additions (mooncake.h). */
 const char *mooncake_last_error(void);
 const char *mooncake_version(void);
+int mooncake_wait_batch(transfer_engine_t engine, batch_id_t batch_id, uint64_t timeout_ms);
+int mooncake_release_batch(transfer_engine_t engine, batch_id_t batch_id);
+int mooncake_transfer_sync(transfer_engine_t engine, transfer_request_t *entries, size_t count,
+                           const notify_msg_t *notify, uint64_t timeout_ms);
+int mooncake_segment_buffers(transfer_engine_t engine, segment_id_t segment_id,
+                             buffer_entry_t *buffers, size_t *count);
+int mooncake_send_probe(transfer_engine_t engine, const char *segment_name);
 
 /* ---- 5. run time --------------------------------------------------------------------------- */
 
@@ -275,10 +282,12 @@ static const any_function ALL_FUNCTIONS[] = {
     (any_function)freeBatchID,              (any_function)syncSegmentCache,
     (any_function)getNicLoadStats,          (any_function)enableGracefulShutdown,
     (any_function)showLinks,                (any_function)mooncake_last_error,
-    (any_function)mooncake_version,
+    (any_function)mooncake_version,         (any_function)mooncake_wait_batch,
+    (any_function)mooncake_release_batch,   (any_function)mooncake_transfer_sync,
+    (any_function)mooncake_segment_buffers, (any_function)mooncake_send_probe,
 };
 #define FUNCTION_COUNT (sizeof ALL_FUNCTIONS / sizeof ALL_FUNCTIONS[0])
-_Static_assert(FUNCTION_COUNT == 29, "27 Transfer Engine functions and 2 additions");
+_Static_assert(FUNCTION_COUNT == 34, "27 Transfer Engine functions and 7 additions");
 
 static int failures;
 

@@ -251,6 +251,13 @@ int showLinks(transfer_engine_t engine, char *buf_out, size_t buf_len, int json)
 // Our additions (mooncake.h).
 const char *mooncake_last_error(void);
 const char *mooncake_version(void);
+int mooncake_wait_batch(transfer_engine_t engine, batch_id_t batch_id, uint64_t timeout_ms);
+int mooncake_release_batch(transfer_engine_t engine, batch_id_t batch_id);
+int mooncake_transfer_sync(transfer_engine_t engine, transfer_request_t *entries, size_t count,
+                           const notify_msg_t *notify, uint64_t timeout_ms);
+int mooncake_segment_buffers(transfer_engine_t engine, segment_id_t segment_id,
+                             buffer_entry_t *buffers, size_t *count);
+int mooncake_send_probe(transfer_engine_t engine, const char *segment_name);
 }
 
 // The exact function types (no overload or default argument may sneak in).
@@ -287,6 +294,12 @@ SIGNATURE(enableGracefulShutdown, void (*)(engine_t));
 SIGNATURE(showLinks, int (*)(engine_t, char *, size_t, int));
 SIGNATURE(mooncake_last_error, const char *(*)());
 SIGNATURE(mooncake_version, const char *(*)());
+SIGNATURE(mooncake_wait_batch, int (*)(engine_t, batch_id_t, uint64_t));
+SIGNATURE(mooncake_release_batch, int (*)(engine_t, batch_id_t));
+SIGNATURE(mooncake_transfer_sync,
+          int (*)(engine_t, transfer_request_t *, size_t, const notify_msg_t *, uint64_t));
+SIGNATURE(mooncake_segment_buffers, int (*)(engine_t, segment_id_t, buffer_entry_t *, size_t *));
+SIGNATURE(mooncake_send_probe, int (*)(engine_t, const char *));
 
 // How Mooncake's C++ callers fill the structs: aggregate initialisation must keep compiling.
 [[maybe_unused]] static void initialisers_compile(void *buf, char *name, char *msg) {
@@ -351,8 +364,13 @@ int main() {
         reinterpret_cast<any_function>(&showLinks),
         reinterpret_cast<any_function>(&mooncake_last_error),
         reinterpret_cast<any_function>(&mooncake_version),
+        reinterpret_cast<any_function>(&mooncake_wait_batch),
+        reinterpret_cast<any_function>(&mooncake_release_batch),
+        reinterpret_cast<any_function>(&mooncake_transfer_sync),
+        reinterpret_cast<any_function>(&mooncake_segment_buffers),
+        reinterpret_cast<any_function>(&mooncake_send_probe),
     };
-    static_assert(std::size(all) == 29, "27 Transfer Engine functions and 2 additions");
+    static_assert(std::size(all) == 34, "27 Transfer Engine functions and 7 additions");
     for (const any_function &f : all) {
         const any_function volatile addr = f;  // volatile: keep the check at run time
         expect(addr != nullptr, "a function has a NULL address");

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 pub use mooncake::ffi::batch::*;
 pub use mooncake::ffi::codes::*;
 pub use mooncake::ffi::engine::*;
+pub use mooncake::ffi::extras::*;
 pub use mooncake::ffi::memory::*;
 pub use mooncake::ffi::mooncake::*;
 pub use mooncake::ffi::notify::*;

@@ -1,0 +1,143 @@
+//! Our additions to the Transfer Engine interface, declared in `mooncake.h`: what Mooncake's
+//! Python module does in C++ (waiting for a batch, synchronous transfers, probes, buffer
+//! lookup), offered to every caller so that each is one call that releases the GIL.
+
+use std::ffi::{c_char, c_int};
+use std::time::Duration;
+
+use super::batch::requests;
+use super::boundary::{FfiError, c_str, engine_ref, ffi_err, set_last_error};
+use super::codes::{MOONCAKE_ERR_TIMEOUT, MOONCAKE_ERR_TRANSFER_FAILED};
+use super::types::{batch_id_t, buffer_entry_t, notify_msg_t, segment_id_t, transfer_engine_t, transfer_request_t};
+use crate::engine::BatchOutcome;
+
+/// The code of a waited-for batch's end; a failure or a timeout is recorded for
+/// `mooncake_last_error()` like any other failure.
+fn outcome_code(func: &str, what: &str, outcome: BatchOutcome, timeout_ms: u64) -> c_int {
+    match outcome {
+        BatchOutcome::Completed => 0,
+        BatchOutcome::Failed => {
+            set_last_error(func, &format!("{what}: a task failed (see the log for the peer and cause)"));
+            MOONCAKE_ERR_TRANSFER_FAILED
+        }
+        BatchOutcome::TimedOut => {
+            set_last_error(func, &format!("{what}: tasks still in flight after {timeout_ms} ms"));
+            MOONCAKE_ERR_TIMEOUT
+        }
+    }
+}
+
+/// Waits until no task of `batch_id` is in flight, at most `timeout_ms` milliseconds (spinning
+/// a few microseconds, then parked: no core is burnt on long transfers). Returns 0 when every
+/// task submitted to the batch completed, `MOONCAKE_ERR_TRANSFER_FAILED` when all ended and one
+/// failed, `MOONCAKE_ERR_TIMEOUT` when tasks were still in flight (the batch stays allocated),
+/// `ERR_INVALID_ARGUMENT` for a NULL engine or an unknown batch. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn mooncake_wait_batch(engine: transfer_engine_t, batch_id: batch_id_t, timeout_ms: u64) -> c_int {
+    let mut code = 0;
+    let rc = ffi_err("mooncake_wait_batch", || {
+        let outcome = engine_ref(engine)?.wait_batch(batch_id, Duration::from_millis(timeout_ms))?;
+        code = outcome_code("mooncake_wait_batch", &format!("batch {batch_id}"), outcome, timeout_ms);
+        Ok(())
+    });
+    if rc != 0 { rc } else { code }
+}
+
+/// Frees `batch_id` now when no task is in flight, else as soon as its last task has ended
+/// (for callers that stop waiting). The id must not be used afterwards. Returns 0, or
+/// `ERR_INVALID_ARGUMENT` for a NULL engine or an unknown batch. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn mooncake_release_batch(engine: transfer_engine_t, batch_id: batch_id_t) -> c_int {
+    ffi_err("mooncake_release_batch", || engine_ref(engine)?.release_batch(batch_id))
+}
+
+/// Moves `count` requests (read during the call) as one batch and waits for all of them, at
+/// most `timeout_ms`; with a non-NULL `notify`, the segment of the first entry receives it
+/// after the data. The batch is released in every case. Returns 0 when all completed,
+/// `MOONCAKE_ERR_TRANSFER_FAILED`, `MOONCAKE_ERR_TIMEOUT`, or the negative code of a refused
+/// submission (`ERR_ADDRESS_NOT_REGISTERED`, `ERR_INVALID_ARGUMENT`, …). Thread-safe.
+///
+/// # Safety
+/// `entries` must be NULL or point to `count` requests; `notify` must be NULL or point to a
+/// message whose strings are NUL-terminated; all are read during the call only.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_transfer_sync(
+    engine: transfer_engine_t,
+    entries: *mut transfer_request_t,
+    count: usize,
+    notify: *const notify_msg_t,
+    timeout_ms: u64,
+) -> c_int {
+    let mut code = 0;
+    let rc = ffi_err("mooncake_transfer_sync", || {
+        let engine = engine_ref(engine)?;
+        // SAFETY: forwarded caller guarantees.
+        let reqs = unsafe { requests(entries, count)? };
+        let note = if notify.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL; the caller guarantees a readable message with C strings.
+            let n = unsafe { &*notify };
+            // SAFETY: as above.
+            let name = unsafe { c_str(n.name, "notify.name")? };
+            // SAFETY: as above.
+            let msg = unsafe { c_str(n.msg, "notify.msg")? };
+            Some((name.to_string(), msg.to_string()))
+        };
+        let outcome = engine.transfer_sync(&reqs, note, Duration::from_millis(timeout_ms))?;
+        code = outcome_code("mooncake_transfer_sync", &format!("{count} request(s)"), outcome, timeout_ms);
+        Ok(())
+    });
+    if rc != 0 { rc } else { code }
+}
+
+/// Writes up to `*count` of the buffers segment `segment_id` publishes (its cached descriptor;
+/// `LOCAL_SEGMENT`: this engine's own) into `buffers`, in descriptor order, and sets `*count` to
+/// how many it has. Returns 0, or `ERR_INVALID_ARGUMENT` for NULL arguments or a segment that
+/// is not open. Thread-safe.
+///
+/// # Safety
+/// `buffers` must be writable for `*count` entries; `count` must point to a writable size_t.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_segment_buffers(
+    engine: transfer_engine_t,
+    segment_id: segment_id_t,
+    buffers: *mut buffer_entry_t,
+    count: *mut usize,
+) -> c_int {
+    ffi_err("mooncake_segment_buffers", || {
+        let engine = engine_ref(engine)?;
+        if count.is_null() || buffers.is_null() {
+            return Err(FfiError::invalid("buffers or count is NULL"));
+        }
+        let desc = engine
+            .segment_descriptor(segment_id)
+            .ok_or_else(|| FfiError::invalid(format!("segment id {segment_id} is not open")))?;
+        // SAFETY: `count` is non-NULL and writable.
+        let capacity = unsafe { *count };
+        for (i, b) in desc.buffers.iter().take(capacity).enumerate() {
+            // SAFETY: `i < capacity`, inside the caller's writable array.
+            unsafe { buffers.add(i).write(buffer_entry_t { addr: b.addr as *mut _, length: b.length as usize }) };
+        }
+        // SAFETY: as above.
+        unsafe { *count = desc.buffers.len() };
+        Ok(())
+    })
+}
+
+/// Sends a handshake probe to `segment_name` (`"host:port"`) and waits for its answer
+/// (Mooncake's `send_probe`). Returns 0 when the peer answered, else `ERR_SOCKET`, `ERR_DNS`,
+/// `ERR_MALFORMED_JSON` or `ERR_REJECT_HANDSHAKE`; `ERR_INVALID_ARGUMENT` for NULL arguments.
+/// Thread-safe.
+///
+/// # Safety
+/// `segment_name` must be NULL or a NUL-terminated string (read during the call).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_send_probe(engine: transfer_engine_t, segment_name: *const c_char) -> c_int {
+    ffi_err("mooncake_send_probe", || {
+        let engine = engine_ref(engine)?;
+        // SAFETY: NUL-terminated string read during the call.
+        let name = unsafe { c_str(segment_name, "segment_name")? };
+        engine.send_probe(name)
+    })
+}
