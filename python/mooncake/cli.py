@@ -1,0 +1,19 @@
+"""Console scripts: thin wrappers that run the executables bundled in this package, as
+Mooncake's wheel does (``transfer_engine_bench`` is ``mooncake-bench`` under Mooncake's name)."""
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _exec(name: str) -> None:
+    path = os.path.join(_HERE, name)
+    if not os.access(path, os.X_OK):
+        sys.exit(f"mooncake: {path} is missing; reinstall the package (pip install ./python)")
+    os.execv(path, [path] + sys.argv[1:])
+
+
+def mooncake_bench() -> None:
+    """``mooncake-bench`` / ``transfer_engine_bench``: the flags of Mooncake's benchmark."""
+    _exec("mooncake_bench")

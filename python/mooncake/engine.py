@@ -1,0 +1,567 @@
+"""``mooncake.engine``: Mooncake's Transfer Engine Python API, over ``libmooncake.so``.
+
+A drop-in for the pybind module of Mooncake's wheel: the same classes, method names, argument
+names, defaults and return values, so connector code (vLLM, SGLang, LMCache) runs unchanged.
+Methods return Mooncake's integers (0 success, negative failure; batch ids, 0 on failure) and
+log the reason of a failure on the ``mooncake`` logger; they raise only where Mooncake raises
+(an unknown ``transport_hint`` is a ``ValueError``).
+
+Every engine call releases the GIL (ctypes does so for foreign calls); a synchronous transfer is
+one library call that waits inside the library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import json
+import logging
+import os
+import threading
+import time
+from ctypes import byref, c_int, c_size_t
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from . import _lib
+from ._lib import LIB, BufferEntry, NotifyMsg, TransferRequest, TransferStatus
+from ._managed import ManagedBuffers
+
+log = logging.getLogger("mooncake")
+
+__all__ = [
+    "TransferEngine",
+    "TransferOpcode",
+    "TransferNotify",
+    "InnerTransferEngine",
+    "Read",
+    "Write",
+    "SUPPORT_CUDA",
+    "SUPPORT_EFA",
+    "SUPPORT_HIP",
+    "SUPPORT_MNNVL",
+    "SUPPORT_MUSA",
+    "SUPPORT_INTRA_NVLINK",
+]
+
+#: This build moves host memory over TCP only.
+SUPPORT_CUDA = False
+SUPPORT_EFA = False
+SUPPORT_HIP = False
+SUPPORT_MNNVL = False
+SUPPORT_MUSA = False
+SUPPORT_INTRA_NVLINK = False
+
+P2PHANDSHAKE = "P2PHANDSHAKE"
+_STATUS_COMPLETED = 4
+_STATUS_FAILED = 6
+_STATUS_TIMEOUT = 5
+_INVALID_BATCH = (1 << 64) - 1
+# The transport hints Mooncake accepts (others raise ValueError, as there).
+_TRANSPORT_HINTS = {"", "unspec", "rdma", "mnnvl", "shm", "nvlink", "gds", "io_uring", "tcp", "ascend", "sunrise_link"}
+# Protocols this build serves; "rdma" falls back to tcp as Mooncake does on a host without RDMA
+# devices (this build has no RDMA transport yet).
+_TCP_PROTOCOLS = {"tcp", "rdma", ""}
+
+
+class TransferOpcode(enum.IntEnum):
+    """Direction of a transfer: ``Read`` (remote to local) or ``Write`` (local to remote)."""
+
+    Read = 0
+    Write = 1
+
+
+Read = TransferOpcode.Read
+Write = TransferOpcode.Write
+
+
+class TransferNotify:
+    """A notification delivered to the target after a transfer: ``name`` and ``msg``."""
+
+    def __init__(self, name: str = "", msg: str = "") -> None:
+        self.name = name
+        self.msg = msg
+
+    def __repr__(self) -> str:
+        return f"TransferNotify(name={self.name!r}, msg={self.msg!r})"
+
+
+class InnerTransferEngine:
+    """The library's engine handle, for components that share one engine (the store)."""
+
+    def __init__(self, handle: int) -> None:
+        self.handle = handle
+
+    def __int__(self) -> int:
+        return self.handle
+
+
+def _transfer_timeout_ns() -> int:
+    """``MC_TRANSFER_TIMEOUT`` (seconds, at least 5; default 30), as Mooncake reads it."""
+    raw = os.environ.get("MC_TRANSFER_TIMEOUT")
+    if raw is None:
+        return 30 * 10**9
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    return max(5, seconds) * 10**9
+
+
+def _check_hint(transport_hint: str) -> None:
+    if transport_hint not in _TRANSPORT_HINTS:
+        raise ValueError(
+            f"Unknown transport_hint '{transport_hint}' (valid: rdma, mnnvl, shm, nvlink, gds, "
+            "io_uring, tcp, ascend, sunrise_link, unspec, or empty string for no hint)"
+        )
+
+
+def _requests(opcode: int, segment: int, buffers: Sequence[int], peers: Sequence[int], lengths: Sequence[int]):
+    n = len(buffers)
+    arr = (TransferRequest * max(n, 1))()
+    for i in range(n):
+        r = arr[i]
+        r.opcode = opcode
+        r.source = buffers[i]
+        r.target_id = segment
+        r.target_offset = peers[i]
+        r.length = lengths[i]
+    return arr, n
+
+
+class TransferEngine:
+    """One Transfer Engine. Create it, then :meth:`initialize` it."""
+
+    TransferOpcode = TransferOpcode
+
+    def __init__(self) -> None:
+        self._engine: Optional[int] = None
+        self._handles: Dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._managed: Optional[ManagedBuffers] = None
+        self._timeout_ns = _transfer_timeout_ns()
+        # async batches: id -> (start time, total bytes), for get_batch_transfer_status's deadline
+        self._async: Dict[int, Tuple[int, int]] = {}
+
+    # ---- life cycle ------------------------------------------------------------------------
+
+    def initialize(self, local_hostname: str, metadata_server: str, protocol: str, device_name: str) -> int:
+        """Starts the engine: ``metadata_server`` ``"P2PHANDSHAKE"`` needs no server (peers
+        address this engine as ``"<host>:<get_rpc_port()>"``); ``protocol`` ``"tcp"``.
+        Returns 0, or -1 (the reason is logged)."""
+        if "://" in metadata_server:
+            metadata_type, _, domain = metadata_server.partition("://")
+        elif metadata_server == P2PHANDSHAKE:
+            metadata_type, domain = "", P2PHANDSHAKE
+        else:
+            metadata_type, domain = "etcd", metadata_server
+        return self.initialize_ext(local_hostname, domain, protocol, device_name, metadata_type)
+
+    def initialize_ext(
+        self, local_hostname: str, metadata_server: str, protocol: str, device_name: str, metadata_type: str
+    ) -> int:
+        """Like :meth:`initialize`, with the metadata type (``"etcd"``, ``"http"``, ``"redis"``)
+        given apart from the server address. Returns 0 or -1."""
+        if metadata_server == P2PHANDSHAKE:
+            conn = P2PHANDSHAKE
+        elif "://" in metadata_server:
+            conn = metadata_server
+        else:
+            conn = f"{metadata_type}://{metadata_server}"
+        proto = protocol or ""
+        if proto not in _TCP_PROTOCOLS:
+            log.error("mooncake: protocol %r is not available in this build (tcp is)", proto)
+            return -1
+        if proto == "rdma":
+            log.warning("mooncake: this build has no RDMA transport; using tcp, as Mooncake does without RDMA devices")
+        self._close()
+        handle = LIB.createTransferEngine(conn.encode(), local_hostname.encode(), b"", 0, 1)
+        if not handle:
+            log.error("mooncake: initialize failed: %s", _lib.last_error())
+            return -1
+        self._engine = handle
+        self._managed = ManagedBuffers(
+            lambda addr, n: LIB.registerLocalMemory(handle, addr, n, b"*", 1),
+            lambda addr: LIB.unregisterLocalMemory(handle, addr),
+        )
+        return 0
+
+    def _close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is None:
+            return
+        if self._managed is not None:
+            self._managed.close()
+            self._managed = None
+        self._handles.clear()
+        LIB.destroyTransferEngine(engine)
+
+    def __del__(self) -> None:
+        try:
+            self._close()
+        except Exception:  # interpreter shutdown: the library may already be gone
+            pass
+
+    def _handle(self) -> int:
+        if self._engine is None:
+            raise RuntimeError("TransferEngine is not initialized: call initialize() first")
+        return self._engine
+
+    def get_rpc_port(self) -> int:
+        """The handshake (RPC) port; with P2PHANDSHAKE peers use ``"<host>:<port>"``."""
+        buf = ctypes.create_string_buffer(256)
+        if LIB.getLocalIpAndPort(self._handle(), buf, len(buf)) != 0:
+            log.error("mooncake: get_rpc_port: %s", _lib.last_error())
+            return -1
+        return int(buf.value.decode().rsplit(":", 1)[1])
+
+    def get_engine(self) -> InnerTransferEngine:
+        """The underlying engine, to share it with a store."""
+        return InnerTransferEngine(self._handle())
+
+    def get_engine_ptr(self) -> int:
+        """The underlying engine handle as an integer."""
+        return self._handle()
+
+    # ---- memory ----------------------------------------------------------------------------
+
+    def register_memory(self, buffer_addr: int, capacity: int, location: str = "*") -> int:
+        """Registers ``[buffer_addr, buffer_addr + capacity)`` for transfers (peers may read
+        and write it). Returns 0 or Mooncake's negative code (-7 overlap, -1 bad argument)."""
+        rc = LIB.registerLocalMemory(self._handle(), buffer_addr, capacity, location.encode(), 1)
+        if rc != 0:
+            log.warning("mooncake: register_memory: %s", _lib.last_error())
+        return rc
+
+    def unregister_memory(self, buffer_addr: int) -> int:
+        """Unregisters the region starting at ``buffer_addr``. Returns 0 or a negative code."""
+        rc = LIB.unregisterLocalMemory(self._handle(), buffer_addr)
+        if rc != 0:
+            log.warning("mooncake: unregister_memory: %s", _lib.last_error())
+        return rc
+
+    def batch_register_memory(self, buffer_addresses: List[int], capacities: List[int], location: str = "*") -> int:
+        """Registers several regions, all or none. Returns 0 or a negative code."""
+        if len(buffer_addresses) != len(capacities):
+            log.error("mooncake: batch_register_memory: %d addresses but %d capacities", len(buffer_addresses), len(capacities))
+            return -1
+        n = len(buffer_addresses)
+        arr = (BufferEntry * max(n, 1))(*[BufferEntry(a, c) for a, c in zip(buffer_addresses, capacities)])
+        rc = LIB.registerLocalMemoryBatch(self._handle(), arr, n, location.encode())
+        if rc != 0:
+            log.warning("mooncake: batch_register_memory: %s", _lib.last_error())
+        return rc
+
+    def batch_unregister_memory(self, buffer_addresses: List[int]) -> int:
+        """Unregisters several regions, all or none. Returns 0 or a negative code."""
+        n = len(buffer_addresses)
+        arr = (ctypes.c_void_p * max(n, 1))(*buffer_addresses)
+        rc = LIB.unregisterLocalMemoryBatch(self._handle(), arr, n)
+        if rc != 0:
+            log.warning("mooncake: batch_unregister_memory: %s", _lib.last_error())
+        return rc
+
+    def allocate_managed_buffer(self, length: int) -> int:
+        """A buffer of ``length`` bytes, registered and visible to peers at once; its address,
+        or 0 when memory could not be had. Free it with :meth:`free_managed_buffer`."""
+        self._handle()
+        assert self._managed is not None
+        addr = self._managed.allocate(length)
+        if addr == 0:
+            log.error("mooncake: allocate_managed_buffer(%d) failed", length)
+        return addr
+
+    def free_managed_buffer(self, buffer_addr: int, length: int) -> int:
+        """Returns a managed buffer (``length`` as allocated). Returns 0."""
+        self._handle()
+        assert self._managed is not None
+        return self._managed.free(buffer_addr, length)
+
+    def write_bytes_to_buffer(self, dest_address: int, src_ptr: bytes, length: int) -> int:
+        """Copies ``length`` bytes of ``src_ptr`` to ``dest_address``. Returns 0 (-1 when
+        ``src_ptr`` is shorter than ``length``)."""
+        data = src_ptr.encode() if isinstance(src_ptr, str) else bytes(src_ptr)
+        if length > len(data):
+            log.error("mooncake: write_bytes_to_buffer: %d bytes asked, %d given", length, len(data))
+            return -1
+        ctypes.memmove(dest_address, data, length)
+        return 0
+
+    def read_bytes_from_buffer(self, source_address: int, length: int) -> bytes:
+        """``length`` bytes read from ``source_address``."""
+        return ctypes.string_at(source_address, length)
+
+    # ---- segments --------------------------------------------------------------------------
+
+    def _segment(self, target_hostname: str) -> Optional[int]:
+        """The segment id of ``target_hostname``, opened once and cached (as Mooncake does)."""
+        with self._lock:
+            sid = self._handles.get(target_hostname)
+            if sid is not None:
+                return sid
+            sid = LIB.openSegment(self._handle(), target_hostname.encode())
+            if sid < 0:
+                log.warning("mooncake: cannot open segment %s: %s", target_hostname, _lib.last_error())
+                return None
+            self._handles[target_hostname] = sid
+            return sid
+
+    def get_first_buffer_address(self, segment_name: str) -> int:
+        """The address of the first buffer ``segment_name`` publishes, 0 when it has none (or
+        cannot be opened)."""
+        sid = self._segment(segment_name)
+        if sid is None:
+            return 0
+        entry = BufferEntry()
+        count = c_size_t(1)
+        if LIB.mooncake_segment_buffers(self._handle(), sid, byref(entry), byref(count)) != 0:
+            log.warning("mooncake: get_first_buffer_address: %s", _lib.last_error())
+            return 0
+        return int(entry.addr or 0) if count.value > 0 else 0
+
+    def send_probe(self, peer_server_name: str) -> int:
+        """Probes a peer's handshake port: 0 when it answers, non-zero otherwise."""
+        if self._engine is None:
+            return -1
+        rc = LIB.mooncake_send_probe(self._engine, peer_server_name.encode())
+        if rc != 0:
+            log.info("mooncake: probe of %s failed: %s", peer_server_name, _lib.last_error())
+        return rc
+
+    def warmup_efa_segment(self, segment_name: str) -> int:
+        """EFA pre-connection; this build has no EFA: 0."""
+        return 0
+
+    def get_local_topology(self, device_name: Optional[str] = None) -> str:
+        """The local topology as Mooncake's JSON: each NUMA node (``"cpu:<n>"``) with its
+        preferred and other RDMA devices; this build has none, so both lists are empty."""
+        nodes = []
+        try:
+            for name in os.listdir("/sys/devices/system/node"):
+                if name.startswith("node") and name[4:].isdigit():
+                    nodes.append(int(name[4:]))
+        except OSError:
+            pass
+        topo = {f"cpu:{n}": [[], []] for n in sorted(nodes or [0])}
+        return json.dumps(topo, indent="\t") + "\n"
+
+    # ---- notifications ---------------------------------------------------------------------
+
+    def get_notifies(self) -> List[TransferNotify]:
+        """Takes the notifications received so far."""
+        size = c_int(0)
+        arr = LIB.getNotifsFromEngine(self._handle(), byref(size))
+        out = []
+        if arr and size.value > 0:
+            for i in range(size.value):
+                m = arr[i]
+                out.append(TransferNotify((m.name or b"").decode(errors="replace"), (m.msg or b"").decode(errors="replace")))
+            LIB.freeNotifsMsgBuf(arr, size.value)
+        return out
+
+    # ---- transfers -------------------------------------------------------------------------
+
+    def _sync(
+        self,
+        target_hostname: str,
+        buffers: Sequence[int],
+        peer_buffer_addresses: Sequence[int],
+        lengths: Sequence[int],
+        opcode: int,
+        notify: Optional[TransferNotify],
+        transport_hint: str,
+    ) -> int:
+        _check_hint(transport_hint)
+        if not (len(buffers) == len(peer_buffer_addresses) == len(lengths)):
+            log.error("mooncake: buffers, peer_buffer_addresses and lengths have different size")
+            return -1
+        sid = self._segment(target_hostname)
+        if sid is None:
+            return -1
+        arr, n = _requests(int(opcode), sid, buffers, peer_buffer_addresses, lengths)
+        note = None
+        if notify is not None:
+            note = NotifyMsg(notify.name.encode(), notify.msg.encode())
+        timeout_ms = (self._timeout_ns + sum(lengths)) // 10**6 + 1  # Mooncake: timeout + 1 GiB/s
+        rc = LIB.mooncake_transfer_sync(self._handle(), arr, n, byref(note) if note is not None else None, timeout_ms)
+        if rc != 0:
+            log.warning("mooncake: transfer to %s failed: %s", target_hostname, _lib.last_error())
+            return -1
+        return 0
+
+    def transfer_sync_write(
+        self, target_hostname: str, buffer: int, peer_buffer_address: int, length: int, transport_hint: str = ""
+    ) -> int:
+        """Writes ``length`` bytes from ``buffer`` to ``peer_buffer_address`` of the peer and
+        waits. Returns 0 or -1."""
+        return self._sync(target_hostname, [buffer], [peer_buffer_address], [length], Write, None, transport_hint)
+
+    def transfer_sync_read(
+        self, target_hostname: str, buffer: int, peer_buffer_address: int, length: int, transport_hint: str = ""
+    ) -> int:
+        """Reads ``length`` bytes from the peer's ``peer_buffer_address`` into ``buffer`` and
+        waits. Returns 0 or -1."""
+        return self._sync(target_hostname, [buffer], [peer_buffer_address], [length], Read, None, transport_hint)
+
+    def transfer_sync(
+        self,
+        target_hostname: str,
+        buffer: int,
+        peer_buffer_address: int,
+        length: int,
+        opcode: TransferOpcode,
+        notify: Optional[TransferNotify] = None,
+        transport_hint: str = "",
+    ) -> int:
+        """One synchronous transfer in direction ``opcode``; with ``notify`` the peer receives
+        it after the data. Returns 0 or -1."""
+        return self._sync(target_hostname, [buffer], [peer_buffer_address], [length], opcode, notify, transport_hint)
+
+    def batch_transfer_sync_write(
+        self,
+        target_hostname: str,
+        buffers: List[int],
+        peer_buffer_addresses: List[int],
+        lengths: List[int],
+        transport_hint: str = "",
+    ) -> int:
+        """Writes every ``buffers[i]`` to ``peer_buffer_addresses[i]`` (``lengths[i]`` bytes)
+        as one batch and waits. Returns 0 or -1."""
+        return self._sync(target_hostname, buffers, peer_buffer_addresses, lengths, Write, None, transport_hint)
+
+    def batch_transfer_sync_read(
+        self,
+        target_hostname: str,
+        buffers: List[int],
+        peer_buffer_addresses: List[int],
+        lengths: List[int],
+        transport_hint: str = "",
+    ) -> int:
+        """Reads every ``peer_buffer_addresses[i]`` into ``buffers[i]`` as one batch and
+        waits. Returns 0 or -1."""
+        return self._sync(target_hostname, buffers, peer_buffer_addresses, lengths, Read, None, transport_hint)
+
+    def batch_transfer_sync(
+        self,
+        target_hostname: str,
+        buffers: List[int],
+        peer_buffer_addresses: List[int],
+        lengths: List[int],
+        opcode: TransferOpcode,
+        notify: Optional[TransferNotify] = None,
+        transport_hint: str = "",
+    ) -> int:
+        """A synchronous batch in direction ``opcode``, with an optional notification sent
+        after all of it. Returns 0 or -1."""
+        return self._sync(target_hostname, buffers, peer_buffer_addresses, lengths, opcode, notify, transport_hint)
+
+    def _submit(
+        self,
+        target_hostname: str,
+        buffers: Sequence[int],
+        peer_buffer_addresses: Sequence[int],
+        lengths: Sequence[int],
+        opcode: int,
+        transport_hint: str,
+    ) -> int:
+        _check_hint(transport_hint)
+        sid = self._segment(target_hostname)
+        if sid is None:
+            return 0
+        if not (len(buffers) == len(peer_buffer_addresses) == len(lengths)):
+            log.error("mooncake: buffers, peer_buffer_addresses and lengths have different size")
+            return 0
+        engine = self._handle()
+        arr, n = _requests(int(opcode), sid, buffers, peer_buffer_addresses, lengths)
+        batch = LIB.allocateBatchID(engine, n)
+        if batch == _INVALID_BATCH:
+            log.error("mooncake: cannot allocate a batch: %s", _lib.last_error())
+            return 0
+        rc = LIB.submitTransfer(engine, batch, arr, n)
+        if rc != 0:
+            log.warning("mooncake: submit to %s failed: %s", target_hostname, _lib.last_error())
+            LIB.freeBatchID(engine, batch)
+            return 0
+        self._async[batch] = (time.monotonic_ns(), sum(lengths))
+        return batch
+
+    def batch_transfer_async_write(
+        self,
+        target_hostname: str,
+        buffers: List[int],
+        peer_buffer_addresses: List[int],
+        lengths: List[int],
+        transport_hint: str = "",
+    ) -> int:
+        """Submits a batch of writes; returns its id, or 0 when submission failed."""
+        return self._submit(target_hostname, buffers, peer_buffer_addresses, lengths, Write, transport_hint)
+
+    def batch_transfer_async_read(
+        self,
+        target_hostname: str,
+        buffers: List[int],
+        peer_buffer_addresses: List[int],
+        lengths: List[int],
+        transport_hint: str = "",
+    ) -> int:
+        """Submits a batch of reads; returns its id, or 0 when submission failed."""
+        return self._submit(target_hostname, buffers, peer_buffer_addresses, lengths, Read, transport_hint)
+
+    def batch_transfer_async(
+        self,
+        target_hostname: str,
+        buffers: List[int],
+        peer_buffer_addresses: List[int],
+        lengths: List[int],
+        opcode: TransferOpcode,
+        transport_hint: str = "",
+    ) -> int:
+        """Submits a batch in direction ``opcode``; returns its id, or 0."""
+        return self._submit(target_hostname, buffers, peer_buffer_addresses, lengths, opcode, transport_hint)
+
+    def get_batch_transfer_status(self, batch_ids: List[int]) -> int:
+        """Waits for every batch (each up to ``MC_TRANSFER_TIMEOUT`` plus 1 ns per byte from its
+        submission) and frees them. Returns 0 when all completed, -1 when one failed or timed
+        out (the others are released then)."""
+        engine = self._handle()
+        pending = list(batch_ids)
+        while pending:
+            batch = pending.pop(0)
+            start, total = self._async.pop(batch, (time.monotonic_ns(), 0))
+            left_ns = start + self._timeout_ns + total - time.monotonic_ns()
+            rc = LIB.mooncake_wait_batch(engine, batch, max(left_ns, 0) // 10**6)
+            if rc == 0:
+                LIB.freeBatchID(engine, batch)
+                continue
+            log.warning("mooncake: batch %d: %s", batch, _lib.last_error())
+            for b in [batch] + pending:
+                self._async.pop(b, None)
+                LIB.mooncake_release_batch(engine, b)
+            return -1
+        return 0
+
+    def transfer_submit_write(
+        self, target_hostname: str, buffer: int, peer_buffer_address: int, length: int, transport_hint: str = ""
+    ) -> int:
+        """Submits one write; returns its batch id (poll with :meth:`transfer_check_status`),
+        or 0 when submission failed."""
+        return self._submit(target_hostname, [buffer], [peer_buffer_address], [length], Write, transport_hint)
+
+    def transfer_check_status(self, batch_id: int) -> int:
+        """1 when the transfer of ``batch_id`` completed (the batch is freed), 0 while in
+        flight, -1 when it failed (freed), -2 on timeout."""
+        engine = self._handle()
+        st = TransferStatus()
+        if LIB.getTransferStatus(engine, batch_id, 0, byref(st)) != 0:
+            log.error("mooncake: transfer_check_status(%d): %s", batch_id, _lib.last_error())
+            return -1
+        if st.status == _STATUS_COMPLETED:
+            self._async.pop(batch_id, None)
+            LIB.freeBatchID(engine, batch_id)
+            return 1
+        if st.status == _STATUS_FAILED:
+            self._async.pop(batch_id, None)
+            LIB.freeBatchID(engine, batch_id)
+            return -1
+        if st.status == _STATUS_TIMEOUT:
+            return -2
+        return 0
