@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Python package tests:
+#  1. `pip install ./python` into a fresh venv (it builds the Rust library with cargo);
+#  2. the pytest suite (python/tests: ours <-> ours and ours <-> Mooncake's wheel);
+#  3. ../shared/bench/te_bench.py, unchanged, on our package (when that file exists);
+#  4. `python -m build --wheel`, installed offline (--no-index) into another fresh venv;
+#  5. from that venv, two processes move and check 100 MiB, in a mount namespace where
+#     libibverbs, librdmacm and libnuma are hidden (TCP must not need them).
+# Work files under target/python-tests/. MOONCAKE_REQUIRE_NETNS=1 makes a missing `unshare`
+# (or no root) a failure instead of a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WORK=$ROOT/target/python-tests
+mkdir -p "$WORK"
+step() { printf '\n--- %s\n' "$*"; }
+
+step "pip install ./python (fresh venv)"
+python3 -m venv --clear "$WORK/venv"
+"$WORK/venv/bin/pip" install -q --upgrade pip
+"$WORK/venv/bin/pip" install -q ./python numpy pytest build
+PY=$WORK/venv/bin/python
+"$PY" -c "import mooncake.engine as m; print('mooncake.engine from', m.__file__)"
+for cmd in mooncake-bench transfer_engine_bench; do
+  "$WORK/venv/bin/$cmd" --help >/dev/null
+done
+
+step "pytest python/tests"
+MOONCAKE_TEST_PYTHON_OURS=$PY MOONCAKE_REQUIRE_OURS=1 \
+  timeout 900 "$PY" -m pytest -q python/tests
+
+step "te_bench.py (unchanged) on our package"
+TE_BENCH=${MOONCAKE_TE_BENCH:-$ROOT/../shared/bench/te_bench.py}
+if [ -f "$TE_BENCH" ]; then
+  (cd "$WORK" && timeout 600 "$PY" "$TE_BENCH" --duration 0.3 --sizes 4096,1048576 --out "$WORK/te_bench.json" >/dev/null)
+  "$PY" - "$WORK/te_bench.json" <<'PYEOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert all(d["verify"].values()), d["verify"]
+print(f"te_bench.py: {len(d['rows'])} rows, data verified: {d['verify']}")
+PYEOF
+else
+  echo "SKIPPED: $TE_BENCH not found (set MOONCAKE_TE_BENCH)"
+fi
+
+step "python -m build --wheel, installed offline"
+rm -rf "$WORK/dist"
+"$PY" -m build --wheel --outdir "$WORK/dist" python >/dev/null
+ls -l "$WORK/dist"
+python3 -m venv --clear "$WORK/venv-offline"
+"$WORK/venv-offline/bin/pip" install -q --no-index "$WORK"/dist/*.whl
+
+step "100 MiB between two processes with libibverbs, librdmacm, libnuma hidden"
+HIDE=$(ldconfig -p | awk '/lib(ibverbs|rdmacm|numa)\.so/ {print $NF}' | xargs -r -n1 readlink -f | sort -u)
+echo "hidden: ${HIDE:-(none installed)}"
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+  HIDE="$HIDE" timeout 300 unshare -m --propagation private bash -euc '
+    for f in $HIDE; do mount --bind /dev/null "$f"; done
+    for f in $HIDE; do
+      if python3 -c "import ctypes,sys; ctypes.CDLL(sys.argv[1])" "$f" 2>/dev/null; then
+        echo "FAIL: $f still loads inside the namespace"; exit 1
+      fi
+    done
+    "$0" '"$ROOT"'/python/examples/transfer_100mib.py
+  ' "$WORK/venv-offline/bin/python"
+elif [ -n "${MOONCAKE_REQUIRE_NETNS:-}" ]; then
+  echo "FAIL: the hidden-library check needs root and unshare"; exit 1
+else
+  echo "SKIPPED: needs root and unshare; running without hiding"
+  "$WORK/venv-offline/bin/python" python/examples/transfer_100mib.py
+fi
+echo "test-python.sh: all passed"
