@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build and test libmooncake:
-# compilers and tools from apt, rustfmt/clippy, and Mooncake's published wheel in a venv
-# (the interop tests' peer). Idempotent; prints what it does.
+# compilers and tools from apt (cmake and pkg-config for ci/test-packaging.sh), rustfmt/clippy,
+# and Mooncake's published wheel in a venv (the interop tests' peer).
+# Idempotent; prints what it does.
 set -euo pipefail
 
 need=()
-for pkg_cmd in gcc:gcc g++:g++ iproute2:ip util-linux:unshare procps:ps binutils:nm; do
+for pkg_cmd in gcc:gcc g++:g++ iproute2:ip util-linux:unshare procps:ps binutils:nm \
+    cmake:cmake pkg-config:pkg-config; do
   pkg=${pkg_cmd%%:*}; cmd=${pkg_cmd##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

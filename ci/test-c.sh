@@ -14,8 +14,8 @@
 #   INCLUDE_DIR  holds transfer_engine_c.h and mooncake.h (default: include)
 # Relative paths are taken from the current directory; the defaults from the repository root.
 # Environment: CC (gcc), CXX (g++), TEST_TIMEOUT (seconds per program, 300).
-# Needs only bash, coreutils, gcc, g++ and binutils (nm); installs nothing. Outputs go to
-# target/c-tests/. Every step runs even after a failure; the exit status is 1 if any failed.
+# Needs only bash, coreutils, gcc, g++ and binutils (nm, readelf); installs nothing. Outputs go
+# to target/c-tests/. Every step runs even after a failure; the exit status is 1 if any failed.
 
 set -uo pipefail
 
@@ -37,7 +37,7 @@ die() {
 [[ -f $lib ]] || die "$lib not found (run: cargo build --release)"
 [[ -f $inc_dir/transfer_engine_c.h && -f $inc_dir/mooncake.h ]] ||
     die "transfer_engine_c.h / mooncake.h not found in $inc_dir"
-for tool in "$cc" "$cxx" nm timeout; do
+for tool in "$cc" "$cxx" nm readelf timeout; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
 mkdir -p "$build" || die "cannot create $build"
@@ -49,9 +49,18 @@ IFS=. read -r v_major v_minor v_patch <<<"$version"
 version_defs=(-DEXPECT_VERSION_MAJOR="$v_major" -DEXPECT_VERSION_MINOR="$v_minor"
     -DEXPECT_VERSION_PATCH="$v_patch")
 
+# The programs ask the loader for the library's SONAME (libmooncake.so.N, build.rs), a name
+# cargo does not create: a link by that name goes into the build dir, first in the rpath.
+soname=$(LC_ALL=C readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
+runtime_dir=$build/lib
+mkdir -p "$runtime_dir" || die "cannot create $runtime_dir"
+if [[ -n $soname ]]; then
+    ln -sf "$lib" "$runtime_dir/$soname" || die "cannot link $runtime_dir/$soname"
+fi
+
 warnings=(-Wall -Wextra -Werror -pedantic)
 # -z now: every symbol is bound at start-up, so a missing one fails at once, not when called.
-link=(-L"$lib_dir" -lmooncake -Wl,-rpath,"$lib_dir" -Wl,-z,now)
+link=(-L"$lib_dir" -lmooncake -Wl,-rpath,"$runtime_dir" -Wl,-rpath,"$lib_dir" -Wl,-z,now)
 
 failed=()
 summary=()
@@ -116,7 +125,7 @@ check_symbols() {
     return $rc
 }
 
-echo "library:  $lib (version $version in Cargo.toml)"
+echo "library:  $lib (version $version in Cargo.toml, SONAME ${soname:-none})"
 echo "headers:  $inc_dir"
 echo "build:    $build"
 echo "compiler: $($cc --version | head -n 1); $($cxx --version | head -n 1)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README.md): installs what is missing, checks formatting and lints, builds
 # the release library, runs every Rust test (unit, C ABI, interop with Mooncake's wheel,
-# network namespaces, leaks), then the C/C++ examples and ABI checks.
+# network namespaces, leaks), then the C/C++ examples and ABI checks, then the packaging
+# (ci/install.sh into a prefix; the examples built from it with CMake and pkg-config).
 # MOONCAKE_SKIP_SETUP=1 skips ci/setup.sh (for a machine that has everything).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,5 +30,8 @@ cargo test --release -- --test-threads="${MOONCAKE_TEST_THREADS:-2}"
 
 step "C and C++ programs"
 bash ci/test-c.sh target/release include
+
+step "packaging: install, CMake, pkg-config"
+bash ci/test-packaging.sh target/release
 
 step "all tests passed"
