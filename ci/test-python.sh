@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Python package tests:
 #  1. `pip install ./python` into a fresh venv (it builds the Rust library with cargo);
-#  2. the pytest suite (python/tests: ours <-> ours and ours <-> Mooncake's wheel);
-#  3. ../shared/bench/te_bench.py, unchanged, on our package (when that file exists);
-#  4. `python -m build --wheel`, installed offline (--no-index) into another fresh venv;
-#  5. from that venv, two processes move and check 100 MiB, in a mount namespace where
+#  2. the pytest suite (python/tests: ours <-> ours and ours <-> Mooncake's wheel, and
+#     ../shared/bench/te_bench.py run unchanged on both when that file exists);
+#  3. `python -m build --wheel`, installed offline (--no-index) into another fresh venv;
+#  4. from that venv, two processes move and check 100 MiB, in a mount namespace where
 #     libibverbs, librdmacm and libnuma are hidden (TCP must not need them).
 # Work files under target/python-tests/. MOONCAKE_REQUIRE_NETNS=1 makes a missing `unshare`
 # (or no root) a failure instead of a skip.
@@ -26,22 +26,15 @@ for cmd in mooncake-bench transfer_engine_bench; do
 done
 
 step "pytest python/tests"
-MOONCAKE_TEST_PYTHON_OURS=$PY MOONCAKE_REQUIRE_OURS=1 \
-  timeout 900 "$PY" -m pytest -q python/tests
-
-step "te_bench.py (unchanged) on our package"
 TE_BENCH=${MOONCAKE_TE_BENCH:-$ROOT/../shared/bench/te_bench.py}
 if [ -f "$TE_BENCH" ]; then
-  (cd "$WORK" && timeout 600 "$PY" "$TE_BENCH" --duration 0.3 --sizes 4096,1048576 --out "$WORK/te_bench.json" >/dev/null)
-  "$PY" - "$WORK/te_bench.json" <<'PYEOF'
-import json, sys
-d = json.load(open(sys.argv[1]))
-assert all(d["verify"].values()), d["verify"]
-print(f"te_bench.py: {len(d['rows'])} rows, data verified: {d['verify']}")
-PYEOF
+  export MOONCAKE_TE_BENCH=$TE_BENCH
 else
-  echo "SKIPPED: $TE_BENCH not found (set MOONCAKE_TE_BENCH)"
+  echo "note: $TE_BENCH not found: the te_bench.py test is skipped (set MOONCAKE_TE_BENCH)"
+  export MOONCAKE_REQUIRE_TE_BENCH=0
 fi
+MOONCAKE_TEST_PYTHON_OURS=$PY MOONCAKE_REQUIRE_OURS=1 \
+  timeout 900 "$PY" -m pytest -q -p no:cacheprovider python/tests
 
 step "python -m build --wheel, installed offline"
 rm -rf "$WORK/dist"

@@ -34,4 +34,7 @@ bash ci/test-c.sh target/release include
 step "packaging: install, CMake, pkg-config"
 bash ci/test-packaging.sh target/release
 
+step "Python package: pip install, pytest, offline wheel, no RDMA/NUMA libraries"
+bash ci/test-python.sh
+
 step "all tests passed"

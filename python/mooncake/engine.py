@@ -4,7 +4,9 @@ A drop-in for the pybind module of Mooncake's wheel: the same classes, method na
 names, defaults and return values, so connector code (vLLM, SGLang, LMCache) runs unchanged.
 Methods return Mooncake's integers (0 success, negative failure; batch ids, 0 on failure) and
 log the reason of a failure on the ``mooncake`` logger; they raise only where Mooncake raises
-(an unknown ``transport_hint`` is a ``ValueError``).
+(an argument of the wrong type is a ``TypeError``, as pybind raises it). Mooncake's TCP
+transport also moves data from and to local memory that was never registered; this one refuses
+that (-1, "not inside one registered region"), as the C interface promises.
 
 Every engine call releases the GIL (ctypes does so for foreign calls); a synchronous transfer is
 one library call that waits inside the library.
@@ -56,8 +58,6 @@ _STATUS_COMPLETED = 4
 _STATUS_FAILED = 6
 _STATUS_TIMEOUT = 5
 _INVALID_BATCH = (1 << 64) - 1
-# The transport hints Mooncake accepts (others raise ValueError, as there).
-_TRANSPORT_HINTS = {"", "unspec", "rdma", "mnnvl", "shm", "nvlink", "gds", "io_uring", "tcp", "ascend", "sunrise_link"}
 # Protocols this build serves; "rdma" falls back to tcp as Mooncake does on a host without RDMA
 # devices (this build has no RDMA transport yet).
 _TCP_PROTOCOLS = {"tcp", "rdma", ""}
@@ -107,12 +107,37 @@ def _transfer_timeout_ns() -> int:
     return max(5, seconds) * 10**9
 
 
-def _check_hint(transport_hint: str) -> None:
-    if transport_hint not in _TRANSPORT_HINTS:
-        raise ValueError(
-            f"Unknown transport_hint '{transport_hint}' (valid: rdma, mnnvl, shm, nvlink, gds, "
-            "io_uring, tcp, ascend, sunrise_link, unspec, or empty string for no hint)"
-        )
+def _uint(value: object, what: str) -> int:
+    """An address or a length, checked as pybind checks ``uintptr_t``/``size_t`` arguments:
+    a non-negative ``int`` (``bool`` included), else ``TypeError``."""
+    if isinstance(value, int) and value >= 0:
+        return int(value)
+    raise TypeError(f"incompatible function arguments: {what} must be a non-negative int, not {value!r}")
+
+
+def _uints(values: Sequence[int], what: str) -> List[int]:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise TypeError(f"incompatible function arguments: {what} must be a list of ints, not {values!r}")
+    return [_uint(v, what) for v in values]
+
+
+def _str(value: object, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"incompatible function arguments: {what} must be a str, not {value!r}")
+
+
+def _opcode(value: object) -> int:
+    """``TransferOpcode`` (or its integer value); anything else is a ``TypeError``, as in pybind."""
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return int(value)
+    raise TypeError(f"incompatible function arguments: opcode must be a TransferOpcode, not {value!r}")
+
+
+def _notify(value: object) -> Optional["TransferNotify"]:
+    if value is None or isinstance(value, TransferNotify):
+        return value
+    raise TypeError(f"incompatible function arguments: notify must be a TransferNotify or None, not {value!r}")
 
 
 def _requests(opcode: int, segment: int, buffers: Sequence[int], peers: Sequence[int], lengths: Sequence[int]):
@@ -227,32 +252,36 @@ class TransferEngine:
     def register_memory(self, buffer_addr: int, capacity: int, location: str = "*") -> int:
         """Registers ``[buffer_addr, buffer_addr + capacity)`` for transfers (peers may read
         and write it). Returns 0 or Mooncake's negative code (-7 overlap, -1 bad argument)."""
-        rc = LIB.registerLocalMemory(self._handle(), buffer_addr, capacity, location.encode(), 1)
+        addr, size = _uint(buffer_addr, "buffer_addr"), _uint(capacity, "capacity")
+        rc = LIB.registerLocalMemory(self._handle(), addr, size, _str(location, "location").encode(), 1)
         if rc != 0:
             log.warning("mooncake: register_memory: %s", _lib.last_error())
         return rc
 
     def unregister_memory(self, buffer_addr: int) -> int:
         """Unregisters the region starting at ``buffer_addr``. Returns 0 or a negative code."""
-        rc = LIB.unregisterLocalMemory(self._handle(), buffer_addr)
+        rc = LIB.unregisterLocalMemory(self._handle(), _uint(buffer_addr, "buffer_addr"))
         if rc != 0:
             log.warning("mooncake: unregister_memory: %s", _lib.last_error())
         return rc
 
     def batch_register_memory(self, buffer_addresses: List[int], capacities: List[int], location: str = "*") -> int:
         """Registers several regions, all or none. Returns 0 or a negative code."""
+        buffer_addresses = _uints(buffer_addresses, "buffer_addresses")
+        capacities = _uints(capacities, "capacities")
         if len(buffer_addresses) != len(capacities):
             log.error("mooncake: batch_register_memory: %d addresses but %d capacities", len(buffer_addresses), len(capacities))
             return -1
         n = len(buffer_addresses)
         arr = (BufferEntry * max(n, 1))(*[BufferEntry(a, c) for a, c in zip(buffer_addresses, capacities)])
-        rc = LIB.registerLocalMemoryBatch(self._handle(), arr, n, location.encode())
+        rc = LIB.registerLocalMemoryBatch(self._handle(), arr, n, _str(location, "location").encode())
         if rc != 0:
             log.warning("mooncake: batch_register_memory: %s", _lib.last_error())
         return rc
 
     def batch_unregister_memory(self, buffer_addresses: List[int]) -> int:
         """Unregisters several regions, all or none. Returns 0 or a negative code."""
+        buffer_addresses = _uints(buffer_addresses, "buffer_addresses")
         n = len(buffer_addresses)
         arr = (ctypes.c_void_p * max(n, 1))(*buffer_addresses)
         rc = LIB.unregisterLocalMemoryBatch(self._handle(), arr, n)
@@ -265,7 +294,7 @@ class TransferEngine:
         or 0 when memory could not be had. Free it with :meth:`free_managed_buffer`."""
         self._handle()
         assert self._managed is not None
-        addr = self._managed.allocate(length)
+        addr = self._managed.allocate(_uint(length, "length"))
         if addr == 0:
             log.error("mooncake: allocate_managed_buffer(%d) failed", length)
         return addr
@@ -274,11 +303,12 @@ class TransferEngine:
         """Returns a managed buffer (``length`` as allocated). Returns 0."""
         self._handle()
         assert self._managed is not None
-        return self._managed.free(buffer_addr, length)
+        return self._managed.free(_uint(buffer_addr, "buffer_addr"), _uint(length, "length"))
 
     def write_bytes_to_buffer(self, dest_address: int, src_ptr: bytes, length: int) -> int:
         """Copies ``length`` bytes of ``src_ptr`` to ``dest_address``. Returns 0 (-1 when
         ``src_ptr`` is shorter than ``length``)."""
+        dest_address, length = _uint(dest_address, "dest_address"), _uint(length, "length")
         data = src_ptr.encode() if isinstance(src_ptr, str) else bytes(src_ptr)
         if length > len(data):
             log.error("mooncake: write_bytes_to_buffer: %d bytes asked, %d given", length, len(data))
@@ -288,7 +318,7 @@ class TransferEngine:
 
     def read_bytes_from_buffer(self, source_address: int, length: int) -> bytes:
         """``length`` bytes read from ``source_address``."""
-        return ctypes.string_at(source_address, length)
+        return ctypes.string_at(_uint(source_address, "source_address"), _uint(length, "length"))
 
     # ---- segments --------------------------------------------------------------------------
 
@@ -370,11 +400,18 @@ class TransferEngine:
         notify: Optional[TransferNotify],
         transport_hint: str,
     ) -> int:
-        _check_hint(transport_hint)
+        # The hint names a transport; this build has one (tcp), so it is accepted and unused,
+        # as the wheel (built without TENT) does.
+        _str(transport_hint, "transport_hint")
+        buffers = _uints(buffers, "buffers")
+        peer_buffer_addresses = _uints(peer_buffer_addresses, "peer_buffer_addresses")
+        lengths = _uints(lengths, "lengths")
+        opcode = _opcode(opcode)
+        notify = _notify(notify)
         if not (len(buffers) == len(peer_buffer_addresses) == len(lengths)):
             log.error("mooncake: buffers, peer_buffer_addresses and lengths have different size")
             return -1
-        sid = self._segment(target_hostname)
+        sid = self._segment(_str(target_hostname, "target_hostname"))
         if sid is None:
             return -1
         arr, n = _requests(int(opcode), sid, buffers, peer_buffer_addresses, lengths)
@@ -463,8 +500,12 @@ class TransferEngine:
         opcode: int,
         transport_hint: str,
     ) -> int:
-        _check_hint(transport_hint)
-        sid = self._segment(target_hostname)
+        _str(transport_hint, "transport_hint")
+        buffers = _uints(buffers, "buffers")
+        peer_buffer_addresses = _uints(peer_buffer_addresses, "peer_buffer_addresses")
+        lengths = _uints(lengths, "lengths")
+        opcode = _opcode(opcode)
+        sid = self._segment(_str(target_hostname, "target_hostname"))
         if sid is None:
             return 0
         if not (len(buffers) == len(peer_buffer_addresses) == len(lengths)):
