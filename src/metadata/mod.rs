@@ -8,6 +8,7 @@
 
 pub mod descriptor;
 pub mod handshake;
+pub mod kv;
 pub mod naming;
 pub mod p2p;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use descriptor::{BufferDesc, SegmentDescriptor};
 pub use handshake::HandshakeService;
+pub use kv::{KvMetadata, KvStore, RpcMeta};
 
 use crate::error::Code;
 
@@ -38,6 +40,12 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// The metadata service has no such key (an engine that is not, or no longer, published).
+    #[error("{0}")]
+    NotFound(String),
+    /// The metadata service is down, slow (past its timeout) or answered with an error.
+    #[error("{0}")]
+    Service(String),
 }
 
 impl Error {
@@ -50,6 +58,7 @@ impl Error {
             Error::Rejected { .. } => Code::RejectHandshake,
             Error::Unsupported(_) => Code::NotImplemented,
             Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) | Error::Service(_) => Code::Metadata,
         }
     }
 }
@@ -65,8 +74,13 @@ pub trait MetadataStore: Send + Sync {
     fn get_segment(&self, name: &str) -> Result<SegmentDescriptor, Error>;
     /// Publishes (or re-publishes) this engine's descriptor.
     fn publish_segment(&self, desc: &SegmentDescriptor) -> Result<(), Error>;
+    /// Publishes where this engine's handshake port is (`rpc_meta`); a no-op in P2P mode.
+    fn publish_rpc(&self, name: &str, rpc: &RpcMeta) -> Result<(), Error>;
     /// Withdraws this engine's descriptor and RPC entry (destroy, shutdown).
     fn withdraw_segment(&self, name: &str) -> Result<(), Error>;
+    /// True while both of this engine's keys are in the service (P2P: always); an engine
+    /// re-publishes when a restarted service has lost them.
+    fn is_published(&self, name: &str) -> Result<bool, Error>;
     /// The handshake address (host, port) of segment `name`: notifications and probes go there,
     /// and so does data for descriptors without `tcp_data_host`.
     fn rpc_address(&self, name: &str) -> Result<(String, u16), Error>;

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use serde_json::{Value, json};
 
 use super::handshake::{self, ClientLimits, FrameType, HandshakeService};
-use super::{Error, MetadataStore, SegmentDescriptor, naming};
+use super::{Error, MetadataStore, RpcMeta, SegmentDescriptor, naming};
 use crate::runtime::RuntimeGuard;
 
 /// The P2P metadata "store": every lookup is a handshake with the peer itself.
@@ -58,8 +58,16 @@ impl MetadataStore for P2pMetadata {
         Ok(())
     }
 
+    fn publish_rpc(&self, _name: &str, _rpc: &RpcMeta) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn withdraw_segment(&self, _name: &str) -> Result<(), Error> {
         Ok(())
+    }
+
+    fn is_published(&self, _name: &str) -> Result<bool, Error> {
+        Ok(true)
     }
 
     fn rpc_address(&self, name: &str) -> Result<(String, u16), Error> {
