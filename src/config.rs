@@ -39,6 +39,14 @@ pub struct Config {
     pub tcp_progress_timeout: Duration,
     /// `MC_FORCE_TCP`: install TCP whatever discovery finds.
     pub force_tcp: bool,
+    /// `MC_METADATA_CLUSTER_ID`: metadata keys live under `mooncake/<id>/`.
+    pub metadata_cluster_id: Option<String>,
+    /// `MOONCAKE_METADATA_TIMEOUT_MS` (ours; Mooncake's HTTP client uses 3 s): the longest a
+    /// metadata request may take before it fails with `ERR_METADATA`.
+    pub metadata_timeout: Duration,
+    /// `MOONCAKE_METADATA_REFRESH_MS` (ours): how often an engine checks that the metadata
+    /// service still has its keys, and re-publishes them if a restarted service lost them.
+    pub metadata_refresh: Duration,
 }
 
 impl Config {
@@ -67,6 +75,9 @@ impl Config {
             tcp_status_timeout: Duration::from_secs(env_u64("MC_TCP_STATUS_TIMEOUT_SEC", 30, 1, 86_400)),
             tcp_progress_timeout: Duration::from_secs(progress),
             force_tcp: std::env::var_os("MC_FORCE_TCP").is_some(),
+            metadata_cluster_id: std::env::var("MC_METADATA_CLUSTER_ID").ok().filter(|s| !s.is_empty()),
+            metadata_timeout: Duration::from_millis(env_u64("MOONCAKE_METADATA_TIMEOUT_MS", 3000, 10, 600_000)),
+            metadata_refresh: Duration::from_millis(env_u64("MOONCAKE_METADATA_REFRESH_MS", 2000, 10, 3_600_000)),
         }
     }
 
@@ -80,7 +91,6 @@ impl Config {
             "MC_SLICE_TIMEOUT",
             "MC_RDMA_BIND_ADDRESS",
             "MC_TE_METRIC",
-            "MC_METADATA_CLUSTER_ID",
             "MC_DISABLE_METACACHE",
             "MC_TE_METADATA_REFRESH_INTERVAL_SECONDS",
         ];

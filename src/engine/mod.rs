@@ -14,13 +14,14 @@ pub mod batch;
 pub mod error;
 mod graceful;
 pub mod id_map;
+mod identity;
 mod memory;
 pub mod notify;
+mod publisher;
 pub mod regions;
 pub mod segments;
 mod transfer;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
@@ -34,13 +35,14 @@ use crate::config::Config;
 use crate::error::Code;
 use crate::metadata::handshake::{ClientLimits, HandshakeServer, HandshakeService};
 use crate::metadata::p2p::P2pMetadata;
-use crate::metadata::{self, Backend, BufferDesc, MetadataStore, SegmentDescriptor, naming};
+use crate::metadata::{self, Backend, BufferDesc, MetadataStore, RpcMeta, SegmentDescriptor, naming};
 use crate::runtime::{self, RuntimeGuard};
 use crate::transport::local::LocalTransport;
 use crate::transport::tcp::{LaneSettings, TcpTransport};
 use crate::transport::{LinkInfo, Transport};
 use batch::BatchTable;
 use notify::{NotifyInbox, NotifyOutbox};
+use publisher::Publisher;
 use regions::RegionTable;
 use segments::SegmentCache;
 
@@ -99,6 +101,13 @@ pub(crate) struct EngineShared {
     local: Arc<LocalTransport>,
     tcp: RwLock<Option<Arc<TcpTransport>>>,
     handshake: Mutex<Option<HandshakeServer>>,
+    /// Re-publishes this engine when the metadata service lost it (not in P2P mode).
+    publisher: Mutex<Option<Publisher>>,
+    /// A publication failed (the service was down): the publisher retries.
+    unpublished: std::sync::atomic::AtomicBool,
+    /// This engine's `rpc_meta` was accepted: only then does shutdown withdraw the keys (an
+    /// engine refused as a duplicate must not delete the other one's).
+    registered: std::sync::atomic::AtomicBool,
     /// Set once shutdown started: new work is refused.
     stopped: std::sync::atomic::AtomicBool,
 }
@@ -111,38 +120,39 @@ impl TransferEngine {
         let config = Config::from_env();
         config.log_ignored_variables();
         let backend = metadata::classify(&opts.metadata)?;
-        if backend != Backend::P2p {
-            return Err(metadata::unsupported_backend(&backend).into());
-        }
-        let host = naming::host_part(opts.local_server_name.trim());
-        if host.is_empty() {
-            return Err(Error::invalid(format!("local_server_name {:?} has no host part", opts.local_server_name)));
-        }
+        let p2p_mode = backend == Backend::P2p;
         let runtime =
             runtime::acquire().map_err(|e| Error::new(Code::Context, format!("cannot start runtime: {e}")))?;
-        let handshake_listener = naming::bind_random_port(
-            handshake_bind_ip(&config)?,
-            config.min_rpc_port,
-            config.max_rpc_port,
-            config.use_ipv6,
-        )
-        .map_err(|e| {
-            Error::new(
-                Code::Socket,
-                format!("no free handshake port in {}..={}: {e}", config.min_rpc_port, config.max_rpc_port),
-            )
-        })?;
-        let rpc_port = handshake_listener.local_addr().map_err(|e| Error::new(Code::Socket, e.to_string()))?.port();
-        let server_name = format!("{}:{rpc_port}", naming::wrap_ipv6(&host));
+        let id = if p2p_mode {
+            identity::p2p(&opts.local_server_name, &config)?
+        } else {
+            identity::with_metadata_server(&opts.local_server_name, &config)?
+        };
+        let rpc_port = id.rpc_port();
         let limits = client_limits(&config);
-        let p2p = Arc::new(P2pMetadata::new(runtime.clone(), limits, config.default_handshake_port));
+        let p2p = p2p_mode.then(|| Arc::new(P2pMetadata::new(runtime.clone(), limits, config.default_handshake_port)));
+        let metadata: Arc<dyn MetadataStore> = match &p2p {
+            Some(p) => p.clone(),
+            None => metadata::open_service(
+                &backend,
+                runtime.clone(),
+                config.metadata_timeout,
+                config.metadata_cluster_id.as_deref(),
+            )?,
+        };
         let regions = Arc::new(RegionTable::default());
         let segments = Arc::new(SegmentCache::default());
-        let outbox = Arc::new(NotifyOutbox::new(runtime.clone(), segments.clone(), limits, (host.clone(), rpc_port)));
+        let outbox = Arc::new(NotifyOutbox::new(
+            runtime.clone(),
+            segments.clone(),
+            metadata.clone(),
+            limits,
+            (id.public_host.clone(), rpc_port),
+        ));
         let shared = Arc::new(EngineShared {
             runtime: runtime.clone(),
-            server_name,
-            public_host: host,
+            server_name: id.server_name,
+            public_host: id.public_host,
             rpc_port,
             batches: BatchTable::new(outbox.clone()),
             outbox,
@@ -150,22 +160,38 @@ impl TransferEngine {
             local: Arc::new(LocalTransport::new(regions.clone())),
             regions,
             segments,
-            metadata: p2p.clone(),
+            metadata,
             tcp: RwLock::new(None),
             handshake: Mutex::new(None),
+            publisher: Mutex::new(None),
+            unpublished: Default::default(),
+            registered: Default::default(),
             stopped: Default::default(),
             config,
         });
         let service: Weak<dyn HandshakeService> = Arc::downgrade(&shared) as Weak<EngineShared>;
-        p2p.set_local(service.clone());
-        let server = HandshakeServer::start(runtime, handshake_listener, service, shared.config.handshake_max_length)
+        if let Some(p) = &p2p {
+            p.set_local(service.clone());
+        }
+        let server = HandshakeServer::start(runtime, id.listener, service, shared.config.handshake_max_length)
             .map_err(|e| Error::new(Code::Socket, format!("cannot serve the handshake port: {e}")))?;
         *shared.handshake.lock() = Some(server);
         let engine = TransferEngine { shared };
+        if !p2p_mode {
+            // Mooncake's order: rpc_meta first (a refusal, such as a duplicate name, fails
+            // initialisation), then the descriptor with no buffers.
+            let rpc = RpcMeta { host: engine.shared.public_host.clone(), port: rpc_port };
+            engine.shared.metadata.publish_rpc(&engine.shared.server_name, &rpc)?;
+            engine.shared.registered.store(true, std::sync::atomic::Ordering::Release);
+            engine.shared.metadata.publish_segment(&engine.shared.descriptor())?;
+            let publisher = Publisher::start(Arc::downgrade(&engine.shared), engine.shared.config.metadata_refresh)
+                .map_err(|e| Error::new(Code::Context, format!("cannot start the metadata refresher: {e}")))?;
+            *engine.shared.publisher.lock() = Some(publisher);
+        }
         if opts.auto_discover || engine.shared.config.force_tcp {
             engine.install_transport("tcp")?;
         }
-        tracing::info!(name = %engine.shared.server_name, "transfer engine started (P2P handshake)");
+        tracing::info!(name = %engine.shared.server_name, metadata = engine.shared.metadata.kind(), "transfer engine started");
         Ok(engine)
     }
 
@@ -196,8 +222,8 @@ impl TransferEngine {
                     return Ok(Arc::as_ptr(t) as *const () as usize);
                 }
                 let cfg = &self.shared.config;
-                let listener =
-                    data_listener(cfg).map_err(|e| Error::new(Code::Socket, format!("no free tcp data port: {e}")))?;
+                let listener = identity::data_listener(cfg)
+                    .map_err(|e| Error::new(Code::Socket, format!("no free tcp data port: {e}")))?;
                 let settings = LaneSettings {
                     lanes_per_peer: cfg.tcp_lanes_per_peer,
                     keep_connections: cfg.tcp_connection_pool,
@@ -359,16 +385,46 @@ impl EngineShared {
         }
     }
 
-    /// Pushes the current descriptor to the metadata store (a no-op in P2P mode).
+    /// Pushes the current descriptor to the metadata service (a no-op in P2P mode). A failure
+    /// is logged and retried by the publisher, so local work goes on while the service is down.
     fn publish(&self) {
         if let Err(e) = self.metadata.publish_segment(&self.descriptor()) {
-            tracing::warn!("publishing segment {}: {e}", self.server_name);
+            self.unpublished.store(true, std::sync::atomic::Ordering::Release);
+            tracing::warn!("publishing segment {}: {e} (will retry)", self.server_name);
+        }
+    }
+
+    /// The publisher's periodic check: re-publishes `rpc_meta` and the descriptor when the
+    /// service lost them or an earlier publication failed.
+    fn refresh_publication(&self) {
+        let lost = match self.metadata.is_published(&self.server_name) {
+            Ok(present) => !present,
+            Err(e) => {
+                tracing::debug!("metadata check for {}: {e}", self.server_name);
+                return; // the service is down: try again at the next tick
+            }
+        };
+        if !lost && !self.unpublished.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let rpc = RpcMeta { host: self.public_host.clone(), port: self.rpc_port };
+        // A surviving rpc_meta makes the PUT a duplicate (refused by the HTTP server): fine.
+        let rpc_result = self.metadata.publish_rpc(&self.server_name, &rpc);
+        match self.metadata.publish_segment(&self.descriptor()) {
+            Ok(()) => {
+                self.unpublished.store(false, std::sync::atomic::Ordering::Release);
+                tracing::info!(name = %self.server_name, rpc = ?rpc_result.err(), "re-published to the metadata service");
+            }
+            Err(e) => tracing::debug!("re-publishing {}: {e}", self.server_name),
         }
     }
 
     fn shutdown(&self) {
         if self.stopped.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return;
+        }
+        if let Some(mut publisher) = self.publisher.lock().take() {
+            publisher.stop();
         }
         if let Some(mut server) = self.handshake.lock().take() {
             server.stop();
@@ -377,7 +433,9 @@ impl EngineShared {
             tcp.shutdown();
         }
         self.local.shutdown();
-        if let Err(e) = self.metadata.withdraw_segment(&self.server_name) {
+        if self.registered.load(std::sync::atomic::Ordering::Acquire)
+            && let Err(e) = self.metadata.withdraw_segment(&self.server_name)
+        {
             tracing::warn!("withdrawing segment {}: {e}", self.server_name);
         }
         tracing::debug!(name = %self.server_name, "transfer engine stopped");
@@ -402,35 +460,5 @@ fn client_limits(config: &Config) -> ClientLimits {
         connect_timeout: config.handshake_connect_timeout,
         reply_timeout: config.tcp_progress_timeout,
         max_frame: config.handshake_max_length,
-    }
-}
-
-fn parse_bind_address(config: &Config) -> Result<Option<IpAddr>> {
-    match &config.bind_address {
-        None => Ok(None),
-        Some(a) => a
-            .parse::<IpAddr>()
-            .map(Some)
-            .map_err(|_| Error::invalid(format!("MC_TCP_BIND_ADDRESS={a:?} is not an IP address"))),
-    }
-}
-
-/// The handshake listener's address: `MC_TCP_BIND_ADDRESS`, else all IPv4 addresses (all
-/// addresses with `MC_USE_IPV6`), as Mooncake listens.
-fn handshake_bind_ip(config: &Config) -> Result<IpAddr> {
-    Ok(parse_bind_address(config)?.unwrap_or(if config.use_ipv6 {
-        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-    } else {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-    }))
-}
-
-/// The data listener: `MC_TCP_BIND_ADDRESS`, else dual-stack `[::]` (IPv4 where IPv6 is off).
-fn data_listener(config: &Config) -> std::io::Result<std::net::TcpListener> {
-    let (min, max) = (config.min_rpc_port, config.max_rpc_port);
-    match parse_bind_address(config).ok().flatten() {
-        Some(ip) => naming::bind_random_port(ip, min, max, false),
-        None => naming::bind_random_port(IpAddr::V6(Ipv6Addr::UNSPECIFIED), min, max, true)
-            .or_else(|_| naming::bind_random_port(IpAddr::V4(Ipv4Addr::UNSPECIFIED), min, max, false)),
     }
 }

@@ -10,6 +10,7 @@ use super::batch::{NotifySender, PendingNotify};
 use super::error::{Error, Result};
 use super::segments::SegmentCache;
 use crate::error::Code;
+use crate::metadata::MetadataStore;
 use crate::metadata::handshake::{self, ClientLimits, FrameType};
 use crate::runtime::RuntimeGuard;
 
@@ -34,6 +35,9 @@ impl NotifyInbox {
 pub struct NotifyOutbox {
     runtime: Arc<RuntimeGuard>,
     segments: Arc<SegmentCache>,
+    /// Finds the handshake port of a segment opened without one (`rpc_meta` of a peer that
+    /// published its data host in its descriptor).
+    metadata: Arc<dyn MetadataStore>,
     limits: ClientLimits,
     /// This engine's own handshake address: `LOCAL_SEGMENT` notifications go there, as in
     /// Mooncake, and arrive in this engine's inbox.
@@ -44,10 +48,11 @@ impl NotifyOutbox {
     pub fn new(
         runtime: Arc<RuntimeGuard>,
         segments: Arc<SegmentCache>,
+        metadata: Arc<dyn MetadataStore>,
         limits: ClientLimits,
         own_address: (String, u16),
     ) -> NotifyOutbox {
-        NotifyOutbox { runtime, segments, limits, own_address }
+        NotifyOutbox { runtime, segments, metadata, limits, own_address }
     }
 
     fn address(&self, segment: i32) -> Result<(String, u16)> {
@@ -58,7 +63,10 @@ impl NotifyOutbox {
             .segments
             .get(segment)
             .ok_or_else(|| Error::new(Code::Metadata, format!("notify: segment {segment} is not open")))?;
-        Ok((entry.rpc_host.clone(), entry.rpc_port))
+        match &entry.rpc {
+            Some(rpc) => Ok(rpc.clone()),
+            None => Ok(self.metadata.rpc_address(&entry.name)?),
+        }
     }
 
     /// Sends one notification and waits for the peer's acknowledgement.

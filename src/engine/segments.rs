@@ -17,9 +17,10 @@ pub struct SegmentEntry {
     /// The name it was opened with.
     pub name: String,
     pub descriptor: SegmentDescriptor,
-    /// Where its handshake port is (notifications; data host when the descriptor has none).
-    pub rpc_host: String,
-    pub rpc_port: u16,
+    /// Where its handshake port is (notifications; the data host when the descriptor has
+    /// none). `None` when the metadata service had no `rpc_meta` for it at open time: looked up
+    /// again when a notification needs it.
+    pub rpc: Option<(String, u16)>,
 }
 
 #[derive(Default)]
@@ -50,7 +51,7 @@ impl SegmentCache {
     }
 
     /// Stores (or refreshes) the descriptor of `name`, keeping its id when it is open already.
-    pub fn upsert(&self, name: &str, descriptor: SegmentDescriptor, rpc: (String, u16)) -> i32 {
+    pub fn upsert(&self, name: &str, descriptor: SegmentDescriptor, rpc: Option<(String, u16)>) -> i32 {
         let mut m = self.maps.write();
         let id = match m.by_name.get(name) {
             Some(&id) => id,
@@ -61,7 +62,7 @@ impl SegmentCache {
                 id
             }
         };
-        let entry = SegmentEntry { id, name: name.to_string(), descriptor, rpc_host: rpc.0, rpc_port: rpc.1 };
+        let entry = SegmentEntry { id, name: name.to_string(), descriptor, rpc };
         m.by_id.insert(id, Arc::new(entry));
         id
     }
@@ -106,12 +107,12 @@ mod tests {
     #[test]
     fn ids_start_at_one_are_kept_on_refresh_and_never_reused() {
         let c = SegmentCache::default();
-        let a = c.upsert("a:1", desc(), ("a".into(), 1));
+        let a = c.upsert("a:1", desc(), Some(("a".into(), 1)));
         assert_eq!(a, 1);
-        assert_eq!(c.upsert("a:1", desc(), ("a".into(), 1)), 1);
+        assert_eq!(c.upsert("a:1", desc(), Some(("a".into(), 1))), 1);
         assert!(c.remove_id(1));
         assert!(c.get(1).is_none());
-        assert_eq!(c.upsert("a:1", desc(), ("a".into(), 1)), 2);
+        assert_eq!(c.upsert("a:1", desc(), Some(("a".into(), 1))), 2);
         assert!(c.remove_name("a:1"));
         assert!(!c.remove_name("a:1"));
     }

@@ -225,9 +225,19 @@ impl Plan {
 }
 
 impl EngineShared {
+    /// Fetches `name`'s descriptor (and where its handshake port is) and caches it. A
+    /// descriptor without `tcp_data_host` needs the `rpc_meta` host for its data; one with it
+    /// can do without (the port is looked up again when a notification needs it).
     pub(super) fn fetch_segment(&self, name: &str) -> Result<i32> {
         let descriptor = self.metadata.get_segment(name)?;
-        let rpc = self.metadata.rpc_address(name)?;
+        let rpc = match self.metadata.rpc_address(name) {
+            Ok(rpc) => Some(rpc),
+            Err(e) if descriptor.tcp_data_host.as_deref().is_some_and(|h| !h.is_empty()) => {
+                tracing::debug!("segment {name}: no rpc address yet ({e})");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(self.segments.upsert(name, descriptor, rpc))
     }
 
@@ -268,7 +278,12 @@ impl EngineShared {
                 format!("segment {} needs tcp, which is not installed", segment.name),
             )
         })?;
-        let host = d.tcp_data_host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| segment.rpc_host.clone());
+        let host = d
+            .tcp_data_host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .or_else(|| segment.rpc.as_ref().map(|(h, _)| h.clone()))
+            .unwrap_or_default();
         if d.tcp_data_port == 0 || host.is_empty() {
             return Err(Error::new(
                 Code::NotSupportedTransport,

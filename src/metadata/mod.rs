@@ -8,10 +8,12 @@
 
 pub mod descriptor;
 pub mod handshake;
+pub mod http;
 pub mod kv;
 pub mod naming;
 pub mod p2p;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use descriptor::{BufferDesc, SegmentDescriptor};
@@ -19,6 +21,7 @@ pub use handshake::HandshakeService;
 pub use kv::{KvMetadata, KvStore, RpcMeta};
 
 use crate::error::Code;
+use crate::runtime::RuntimeGuard;
 
 /// Mooncake's connection string for "no metadata server".
 pub const P2P_HANDSHAKE: &str = "P2PHANDSHAKE";
@@ -34,7 +37,7 @@ pub enum Error {
     Timeout { peer: String, what: &'static str, after: Duration },
     #[error("{0}")]
     Malformed(String),
-    #[error("{peer} rejected the handshake: {reason}")]
+    #[error("{peer} refused: {reason}")]
     Rejected { peer: String, reason: String },
     #[error("{0}")]
     Unsupported(String),
@@ -117,15 +120,46 @@ pub fn classify(conn: &str) -> Result<Backend, Error> {
     }
 }
 
-/// Refuses the backends this build does not have yet, naming what is missing.
-pub fn unsupported_backend(backend: &Backend) -> Error {
-    let what = match backend {
-        Backend::P2p => "P2PHANDSHAKE",
-        Backend::Http(_) => "the HTTP metadata server",
-        Backend::Etcd(_) => "etcd",
-        Backend::Redis(_) => "redis",
-    };
-    Error::Unsupported(format!("metadata backend {what} is not available in this build yet; use \"P2PHANDSHAKE\""))
+/// Opens the metadata service of a server-backed connection string (HTTP, etcd, redis);
+/// P2P needs no service and is set up by the engine itself. etcd and redis need their cargo
+/// features; without them the message names the feature.
+pub fn open_service(
+    backend: &Backend,
+    runtime: Arc<RuntimeGuard>,
+    timeout: Duration,
+    cluster: Option<&str>,
+) -> Result<Arc<dyn MetadataStore>, Error> {
+    match backend {
+        Backend::P2p => Err(Error::InvalidArgument("P2PHANDSHAKE has no metadata service".into())),
+        Backend::Http(url) => Ok(Arc::new(KvMetadata::new(http::HttpKv::new(runtime, url, timeout)?, cluster))),
+        Backend::Etcd(endpoints) => open_etcd(endpoints, runtime, timeout, cluster),
+        Backend::Redis(url) => open_redis(url, runtime, timeout, cluster),
+    }
+}
+
+#[cfg(not(feature = "etcd"))]
+fn open_etcd(
+    endpoints: &str,
+    _runtime: Arc<RuntimeGuard>,
+    _timeout: Duration,
+    _cluster: Option<&str>,
+) -> Result<Arc<dyn MetadataStore>, Error> {
+    Err(Error::Unsupported(format!(
+        "etcd metadata ({endpoints}) needs the cargo feature `etcd` (Mooncake's USE_ETCD); this build has \
+         P2PHANDSHAKE and http://"
+    )))
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis(
+    url: &str,
+    _runtime: Arc<RuntimeGuard>,
+    _timeout: Duration,
+    _cluster: Option<&str>,
+) -> Result<Arc<dyn MetadataStore>, Error> {
+    Err(Error::Unsupported(format!(
+        "redis metadata ({url}) needs the cargo feature `redis`; this build has P2PHANDSHAKE and http://"
+    )))
 }
 
 #[cfg(test)]

@@ -78,6 +78,23 @@ pub fn bind_listener(addr: SocketAddr, dual_stack: bool) -> std::io::Result<TcpL
     Ok(socket.into())
 }
 
+/// The first UP and RUNNING, non-loopback IPv4 address of this host: what a Mooncake engine
+/// publishes in metadata-server mode when `MC_TCP_BIND_ADDRESS` is not set.
+pub fn first_lan_ipv4() -> Option<String> {
+    use nix::net::if_::InterfaceFlags;
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    for ifa in addrs {
+        let up = ifa.flags.contains(InterfaceFlags::IFF_UP) && ifa.flags.contains(InterfaceFlags::IFF_RUNNING);
+        if !up || ifa.flags.contains(InterfaceFlags::IFF_LOOPBACK) {
+            continue;
+        }
+        if let Some(v4) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) {
+            return Some(v4.ip().to_string());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
