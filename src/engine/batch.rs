@@ -299,6 +299,15 @@ impl BatchTable {
         released.retain(|&id| self.free(id) == Err(true));
     }
 
+    /// Waits until no batch has a task in flight, at most `bound`; true when all are idle.
+    pub fn wait_all_idle(&self, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        let batches: Vec<Arc<Batch>> = self.batches.read().values().cloned().collect();
+        batches
+            .iter()
+            .all(|b| b.wait_idle(deadline.saturating_duration_since(Instant::now())) != BatchOutcome::TimedOut)
+    }
+
     pub fn len(&self) -> usize {
         self.batches.read().len()
     }

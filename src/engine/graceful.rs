@@ -1,6 +1,7 @@
-//! `enableGracefulShutdown`: on SIGINT or SIGTERM, every engine that asked for it is shut down
-//! (bounded in time: its handshake and data listeners close, queued work fails, its descriptor
-//! is withdrawn), then the signal's default action runs, so the process ends as it would have.
+//! `enableGracefulShutdown`: on SIGINT or SIGTERM, every engine that asked for it stops taking
+//! new work, lets the tasks in flight finish (up to [`DRAIN_BOUND`]), closes its listeners and
+//! connections and withdraws its descriptor; then the signal's default action runs, so the
+//! process ends with the usual status. The whole stop is bounded by [`SHUTDOWN_BOUND`].
 //!
 //! One watcher thread (signal-hook's iterator) serves the whole process; it starts with the
 //! first registration and lives until the process exits.
@@ -15,7 +16,9 @@ use signal_hook::iterator::Signals;
 use super::{EngineShared, Error, Result};
 use crate::error::Code;
 
-/// Longest time the engines get to stop before the process ends anyway.
+/// Longest time tasks in flight get to finish.
+const DRAIN_BOUND: Duration = Duration::from_secs(3);
+/// Longest time the engines get to stop (drain included) before the process ends anyway.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 
 struct Registry {
@@ -51,7 +54,7 @@ fn on_signal(sig: i32) {
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let worker = std::thread::Builder::new().name("mc-graceful".into()).spawn(move || {
         for e in engines.iter().filter_map(Weak::upgrade) {
-            e.shutdown();
+            e.stop(Some(DRAIN_BOUND));
         }
         let _ = done_tx.send(());
     });

@@ -420,8 +420,21 @@ impl EngineShared {
     }
 
     fn shutdown(&self) {
+        self.stop(None);
+    }
+
+    /// Stops the engine. With `drain`, new work is refused at once and tasks in flight get up
+    /// to `drain` to finish (the signal path of `enableGracefulShutdown`); without, they fail
+    /// now (`destroyTransferEngine`). Then the listeners close, the transports stop (joining
+    /// every thread) and the descriptor is withdrawn.
+    pub(crate) fn stop(&self, drain: Option<std::time::Duration>) {
         if self.stopped.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return;
+        }
+        if let Some(bound) = drain
+            && !self.batches.wait_all_idle(bound)
+        {
+            tracing::warn!(name = %self.server_name, "tasks still in flight after {bound:?}; failing them");
         }
         if let Some(mut publisher) = self.publisher.lock().take() {
             publisher.stop();
