@@ -187,6 +187,8 @@ impl TransferEngine {
             let publisher = Publisher::start(Arc::downgrade(&engine.shared), engine.shared.config.metadata_refresh)
                 .map_err(|e| Error::new(Code::Context, format!("cannot start the metadata refresher: {e}")))?;
             *engine.shared.publisher.lock() = Some(publisher);
+            let segments = engine.shared.segments.clone();
+            engine.shared.metadata.watch_segments(Arc::new(move |name: &str| segments.mark_stale(name)))?;
         }
         if opts.auto_discover || engine.shared.config.force_tcp {
             engine.install_transport("tcp")?;

@@ -21,6 +21,8 @@ pub struct SegmentEntry {
     /// none). `None` when the metadata service had no `rpc_meta` for it at open time: looked up
     /// again when a notification needs it.
     pub rpc: Option<(String, u16)>,
+    /// The metadata service reported a change: refetch before the next transfer.
+    pub stale: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -62,7 +64,7 @@ impl SegmentCache {
                 id
             }
         };
-        let entry = SegmentEntry { id, name: name.to_string(), descriptor, rpc };
+        let entry = SegmentEntry { id, name: name.to_string(), descriptor, rpc, stale: Default::default() };
         m.by_id.insert(id, Arc::new(entry));
         id
     }
@@ -88,6 +90,14 @@ impl SegmentCache {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Marks `name`'s cached descriptor stale (a watch saw it change or vanish).
+    pub fn mark_stale(&self, name: &str) {
+        let m = self.maps.read();
+        if let Some(entry) = m.by_name.get(name).and_then(|id| m.by_id.get(id)) {
+            entry.stale.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 

@@ -261,10 +261,15 @@ impl EngineShared {
                 length: r.length,
             });
         }
-        let segment = self
+        let mut segment = self
             .segments
             .get(r.target_id)
             .ok_or_else(|| Error::invalid(format!("segment id {} is not open", r.target_id)))?;
+        if segment.stale.load(std::sync::atomic::Ordering::Acquire) {
+            // A watch saw the descriptor change or vanish: use the current one, or fail.
+            self.fetch_segment(&segment.name)?;
+            segment = self.segments.get(r.target_id).ok_or_else(|| Error::invalid("segment closed meanwhile"))?;
+        }
         let d = &segment.descriptor;
         if !d.speaks_tcp() {
             return Err(Error::new(

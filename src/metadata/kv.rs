@@ -62,6 +62,11 @@ impl Keys {
     pub fn segment(&self, name: &str) -> String {
         if name.contains('/') { format!("{}{name}", self.prefix) } else { format!("{}ram/{name}", self.prefix) }
     }
+
+    /// The prefix of every (slash-free) segment key.
+    pub fn segment_prefix(&self) -> String {
+        format!("{}ram/", self.prefix)
+    }
 }
 
 /// [`MetadataStore`] over a [`KvStore`] with Mooncake's keys and values.
@@ -140,6 +145,19 @@ impl<K: KvStore> MetadataStore for KvMetadata<K> {
             (h, Some(p)) if !h.is_empty() => Ok((h.to_string(), p)),
             _ => Err(Error::Malformed(format!("{key}: not an rpc_meta value: {}", descriptor::short(&v)))),
         }
+    }
+
+    fn watch_segments(&self, on_change: std::sync::Arc<dyn Fn(&str) + Send + Sync>) -> Result<(), Error> {
+        let prefix = self.keys.segment_prefix();
+        let strip = prefix.clone();
+        self.kv.watch(
+            &prefix,
+            std::sync::Arc::new(move |key: &str| {
+                if let Some(name) = key.strip_prefix(&strip) {
+                    on_change(name);
+                }
+            }),
+        )
     }
 
     fn is_published(&self, name: &str) -> Result<bool, Error> {

@@ -9,6 +9,7 @@
 pub mod descriptor;
 pub mod handshake;
 pub mod http;
+pub mod http_server;
 pub mod kv;
 pub mod naming;
 pub mod p2p;
@@ -87,6 +88,11 @@ pub trait MetadataStore: Send + Sync {
     /// The handshake address (host, port) of segment `name`: notifications and probes go there,
     /// and so does data for descriptors without `tcp_data_host`.
     fn rpc_address(&self, name: &str) -> Result<(String, u16), Error>;
+    /// Calls `on_change(segment name)` when a segment's descriptor changes or vanishes, where
+    /// the service can tell (etcd watches); elsewhere peers see changes when they refetch.
+    fn watch_segments(&self, _on_change: Arc<dyn Fn(&str) + Send + Sync>) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Which backend a connection string selects.
