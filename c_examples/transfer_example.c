@@ -196,10 +196,19 @@ static void notify_text(char *out, size_t out_len, const char *what, const char 
 
 /* ---- engine ------------------------------------------------------------------------------- */
 
-/* Creates a P2P engine on 127.0.0.1 and writes its segment name, "127.0.0.1:<port>", to
- * `segment` (the port is the random handshake port that getLocalIpAndPort reports). */
+/* Creates an engine on 127.0.0.1 and writes its segment name to `segment`. The metadata
+ * string comes from MOONCAKE_METADATA (default "P2PHANDSHAKE"). With P2PHANDSHAKE the name is
+ * "127.0.0.1:<port>", the port being the random handshake port that getLocalIpAndPort reports;
+ * with a metadata server ("http://...", "etcd://...", "redis://...") it is the name the engine
+ * was created with, unique per process here. */
 static transfer_engine_t start_engine(char *segment, size_t segment_len) {
-    transfer_engine_t engine = createTransferEngine("P2PHANDSHAKE", "127.0.0.1", NULL, 0, 1);
+    const char *metadata = getenv("MOONCAKE_METADATA");
+    if (metadata == NULL || metadata[0] == '\0') metadata = "P2PHANDSHAKE";
+    const bool p2p = strcmp(metadata, "P2PHANDSHAKE") == 0;
+    char name[64];
+    if (p2p) snprintf(name, sizeof name, "127.0.0.1");
+    else snprintf(name, sizeof name, "c-example-%ld", (long)getpid());
+    transfer_engine_t engine = createTransferEngine(metadata, name, NULL, 0, 1);
     if (engine == NULL) {
         report_bad_result("createTransferEngine", "NULL");
         return NULL;
@@ -217,8 +226,9 @@ static transfer_engine_t start_engine(char *segment, size_t segment_len) {
         destroyTransferEngine(engine);
         return NULL;
     }
-    snprintf(segment, segment_len, "127.0.0.1:%s", colon + 1);
-    say("engine up: getLocalIpAndPort says \"%s\", segment \"%s\"", ip_port, segment);
+    if (p2p) snprintf(segment, segment_len, "127.0.0.1:%s", colon + 1);
+    else snprintf(segment, segment_len, "%s", name);
+    say("engine up (%s): getLocalIpAndPort says \"%s\", segment \"%s\"", metadata, ip_port, segment);
     return engine;
 }
 

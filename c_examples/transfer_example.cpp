@@ -155,11 +155,12 @@ std::string notify_text(const char *what, const std::string &token) {
 
 // ---- RAII owners of library handles ---------------------------------------------------------
 
-// A P2P engine on 127.0.0.1; its segment name is "127.0.0.1:<handshake port>".
+// An engine on 127.0.0.1. The metadata string comes from MOONCAKE_METADATA (default
+// "P2PHANDSHAKE"): then the segment name is "127.0.0.1:<handshake port>"; with a metadata server
+// ("http://...", "etcd://...", "redis://...") it is the name the engine was created with.
 class Engine {
 public:
-    Engine() : handle_(createTransferEngine("P2PHANDSHAKE", "127.0.0.1", nullptr, 0, 1)) {
-        if (handle_ == nullptr) throw mooncake_error("createTransferEngine", "returned NULL");
+    Engine() : metadata_(metadata_string()), handle_(create(metadata_)) {
         char ip_port[128];
         const int rc = getLocalIpAndPort(handle_, ip_port, sizeof ip_port);
         if (rc != 0) {
@@ -172,8 +173,8 @@ public:
             destroyTransferEngine(handle_);
             throw std::runtime_error("getLocalIpAndPort wrote \"" + text + "\", not ip:port");
         }
-        segment_ = "127.0.0.1:" + text.substr(colon + 1);
-        say("engine up: getLocalIpAndPort says \"%s\", segment \"%s\"", ip_port,
+        segment_ = metadata_ == "P2PHANDSHAKE" ? "127.0.0.1:" + text.substr(colon + 1) : name_for(metadata_);
+        say("engine up (%s): getLocalIpAndPort says \"%s\", segment \"%s\"", metadata_.c_str(), ip_port,
             segment_.c_str());
     }
     ~Engine() { destroyTransferEngine(handle_); }
@@ -184,6 +185,21 @@ public:
     const std::string &segment() const { return segment_; }
 
 private:
+    static std::string metadata_string() {
+        const char *m = std::getenv("MOONCAKE_METADATA");
+        return (m == nullptr || *m == '\0') ? "P2PHANDSHAKE" : m;
+    }
+    static std::string name_for(const std::string &metadata) {
+        return metadata == "P2PHANDSHAKE" ? "127.0.0.1" : "cpp-example-" + std::to_string(getpid());
+    }
+    static transfer_engine_t create(const std::string &metadata) {
+        const std::string name = name_for(metadata);
+        transfer_engine_t h = createTransferEngine(metadata.c_str(), name.c_str(), nullptr, 0, 1);
+        if (h == nullptr) throw mooncake_error("createTransferEngine", "returned NULL");
+        return h;
+    }
+
+    std::string metadata_;
     transfer_engine_t handle_;
     std::string segment_;
 };
