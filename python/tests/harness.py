@@ -183,7 +183,14 @@ class Peer:
         return self.cmd("call", timeout=timeout, check=False, method=method, args=list(args),
                         kwargs=kwargs)
 
-    def init(self, host="127.0.0.1", metadata="P2PHANDSHAKE", protocol="tcp", device=""):
+    def init(self, host=None, metadata=None, protocol="tcp", device=""):
+        """Initializes the engine. The metadata string defaults to MOONCAKE_TEST_METADATA (else
+        P2PHANDSHAKE), so the same tests run with each metadata service; with a server, the
+        engine gets a unique name (its session)."""
+        metadata = metadata or os.environ.get("MOONCAKE_TEST_METADATA") or "P2PHANDSHAKE"
+        if host is None:
+            tag = self.label.replace("[", "-").replace("]", "")
+            host = "127.0.0.1" if metadata == "P2PHANDSHAKE" else f"{tag}-{self.pid}"
         res = self.cmd("init", host=host, metadata=metadata, protocol=protocol, device=device)
         if res["rc"] != 0:
             raise PeerError(f"{self.label}: initialize returned {res['rc']}\n{self.log_tail()}")

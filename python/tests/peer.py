@@ -205,8 +205,11 @@ def handle(cmd):
         rc = ENG.initialize(cmd.get("host", "127.0.0.1"), cmd.get("metadata", "P2PHANDSHAKE"),
                             cmd.get("protocol", "tcp"), cmd.get("device", ""))
         port = ENG.get_rpc_port() if rc == 0 else None
-        host = cmd.get("host", "127.0.0.1").split(":")[0]
-        return {"rc": rc, "port": port, "session": f"{host}:{port}"}
+        if cmd.get("metadata", "P2PHANDSHAKE") == "P2PHANDSHAKE":
+            session = f"{cmd.get('host', '127.0.0.1').split(':')[0]}:{port}"
+        else:  # with a metadata server, peers open the engine by the name it was given
+            session = cmd["host"]
+        return {"rc": rc, "port": port, "session": session}
     if op == "alloc":
         return {"addr": alloc(cmd["name"], cmd["len"], cmd.get("guard", 0), cmd.get("fill", 0),
                               cmd.get("kind", "mmap"))}
