@@ -2,7 +2,8 @@
 """A Mooncake (PyPI wheel) engine driven over stdin/stdout JSON lines, for interop tests.
 
 Start: `python wheel_peer.py` (env as the test wants: MC_TCP_PROTO, MC_TCP_ENABLE_CONNECTION_POOL).
-It initializes TransferEngine("127.0.0.1", "P2PHANDSHAKE", "tcp", ""), registers one buffer of
+It initializes TransferEngine(--name, --metadata, "tcp", "") (default "127.0.0.1",
+"P2PHANDSHAKE"), registers one buffer of
 --buf bytes (filled with --fill), and prints {"session": ..., "addr": ..., "len": ...}.
 Then it reads commands, one JSON object per line, and answers each with one JSON line:
   {"op": "fill", "offset": o, "len": n, "seed": s}         -> {"ok": true}
@@ -36,9 +37,11 @@ def main():
     ap.add_argument("--fill", type=int, default=0)
     ap.add_argument("--guard", type=int, default=0, help="unregistered guard bytes (0xEE) on each side")
     ap.add_argument("--split", action="store_true", help="register the buffer as two adjacent halves")
+    ap.add_argument("--metadata", default="P2PHANDSHAKE", help="metadata connection string")
+    ap.add_argument("--name", default="127.0.0.1", help="local_hostname (the segment name with a server)")
     args = ap.parse_args()
     eng = TransferEngine()
-    rc = eng.initialize("127.0.0.1", "P2PHANDSHAKE", "tcp", "")
+    rc = eng.initialize(args.name, args.metadata, "tcp", "")
     if rc != 0:
         print(json.dumps({"error": f"initialize rc={rc}"}), flush=True)
         return 1
@@ -52,8 +55,8 @@ def main():
     else:
         rc = eng.register_memory(buf.ctypes.data, buf.nbytes)
     base = buf.ctypes.data
-    print(json.dumps({"session": f"127.0.0.1:{eng.get_rpc_port()}", "addr": base, "len": buf.nbytes, "rc": rc}),
-          flush=True)
+    session = f"127.0.0.1:{eng.get_rpc_port()}" if args.metadata == "P2PHANDSHAKE" else args.name
+    print(json.dumps({"session": session, "addr": base, "len": buf.nbytes, "rc": rc}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
         op = cmd["op"]
