@@ -116,8 +116,13 @@ impl TransferEngine {
     /// Creates an engine, starts its handshake server, and installs tcp when `auto_discover`
     /// (or `MC_FORCE_TCP`) asks for it.
     pub fn new(opts: EngineOptions) -> Result<TransferEngine> {
+        TransferEngine::with_config(opts, Config::from_env())
+    }
+
+    /// Like [`TransferEngine::new`] with settings given instead of read from the environment
+    /// (embedders and tests: several engines with different settings in one process).
+    pub fn with_config(opts: EngineOptions, config: Config) -> Result<TransferEngine> {
         crate::logging::init();
-        let config = Config::from_env();
         config.log_ignored_variables();
         let backend = metadata::classify(&opts.metadata)?;
         let p2p_mode = backend == Backend::P2p;
