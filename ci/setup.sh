@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build and test libmooncake:
-# compilers and tools from apt (cmake and pkg-config for ci/test-packaging.sh), rustfmt/clippy,
+# compilers and tools from apt (cmake and pkg-config for ci/test-packaging.sh; etcd and
+# redis-server, which the metadata tests start on loopback ports themselves), rustfmt/clippy,
 # and Mooncake's published wheel in a venv (the interop tests' peer).
 # Idempotent; prints what it does.
 set -euo pipefail
 
 need=()
 for pkg_cmd in gcc:gcc g++:g++ iproute2:ip util-linux:unshare procps:ps binutils:nm \
-    cmake:cmake pkg-config:pkg-config; do
+    cmake:cmake pkg-config:pkg-config etcd-server:etcd redis-server:redis-server; do
   pkg=${pkg_cmd%%:*}; cmd=${pkg_cmd##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -15,13 +15,18 @@ WORK=$ROOT/target/python-tests
 mkdir -p "$WORK"
 step() { printf '\n--- %s\n' "$*"; }
 
+# The package is built with the etcd and redis features (python/setup.py), in the target dir
+# of ci/test.sh's feature tests, so that target/release stays the default build.
+export CARGO_TARGET_DIR=${MOONCAKE_FEATURES_TARGET:-$ROOT/target/features}
+source ci/protoc-env.sh
+
 step "pip install ./python (fresh venv)"
 python3 -m venv --clear "$WORK/venv"
 "$WORK/venv/bin/pip" install -q --upgrade pip
 "$WORK/venv/bin/pip" install -q ./python numpy pytest build
 PY=$WORK/venv/bin/python
 "$PY" -c "import mooncake.engine as m; print('mooncake.engine from', m.__file__)"
-for cmd in mooncake-bench transfer_engine_bench; do
+for cmd in mooncake-bench transfer_engine_bench mooncake_http_metadata_server; do
   "$WORK/venv/bin/$cmd" --help >/dev/null
 done
 

@@ -1,22 +1,59 @@
 """Build of the `libmooncake` Python package: the Rust crate one folder up is built with cargo
-(release) and bundled as `mooncake/_libmooncake*.so` (the library ctypes loads) and
-`mooncake/mooncake_bench` (the executable behind the console scripts)."""
+(release, with the `etcd` and `redis` metadata backends, as Mooncake's wheel ships etcd) and
+bundled as `mooncake/_libmooncake*.so` (the library ctypes loads) and the executables behind
+the console scripts (`mooncake/mooncake_bench`, `mooncake/mooncake_http_metadata_server`).
+
+etcd-client's build compiles .proto files, so it needs `protoc` and the well-known .proto
+includes. Unless PROTOC and PROTOC_INCLUDE are set, the vendored protoc of
+`tools/protoc-vendored` (the `protoc-bin-vendored` crate) is used: `pip install` needs no
+system package."""
 
 import os
+import subprocess
 
 from setuptools import setup
 from setuptools_rust import Binding, RustExtension
 
-CARGO_TOML = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "Cargo.toml")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+CARGO_TOML = os.path.join(ROOT, "Cargo.toml")
+FEATURES = ["etcd", "redis"]
+
+
+def _vendored_protoc() -> None:
+    if os.environ.get("PROTOC") and os.environ.get("PROTOC_INCLUDE"):
+        return
+    out = subprocess.run(
+        [
+            "cargo", "run", "-q", "--release",
+            "--manifest-path", os.path.join(ROOT, "tools", "protoc-vendored", "Cargo.toml"),
+            "--target-dir", os.path.join(ROOT, "target", "protoc-vendored"),
+        ],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    for line in out.splitlines():
+        name, _, value = line.partition("=")
+        if name in ("PROTOC", "PROTOC_INCLUDE") and value:
+            os.environ[name] = value
+
+
+_vendored_protoc()
 
 setup(
     rust_extensions=[
-        RustExtension("mooncake._libmooncake", path=CARGO_TOML, binding=Binding.NoBinding),
+        RustExtension("mooncake._libmooncake", path=CARGO_TOML, binding=Binding.NoBinding, features=FEATURES),
         RustExtension(
             {"mooncake-bench": "mooncake.mooncake_bench"},
             path=CARGO_TOML,
             binding=Binding.Exec,
             args=["--bin", "mooncake-bench"],
+            features=FEATURES,
+        ),
+        RustExtension(
+            {"mooncake_http_metadata_server": "mooncake.mooncake_http_metadata_server"},
+            path=CARGO_TOML,
+            binding=Binding.Exec,
+            args=["--bin", "mooncake_http_metadata_server"],
+            features=FEATURES,
         ),
     ],
 )

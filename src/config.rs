@@ -47,6 +47,15 @@ pub struct Config {
     /// `MOONCAKE_METADATA_REFRESH_MS` (ours): how often an engine checks that the metadata
     /// service still has its keys, and re-publishes them if a restarted service lost them.
     pub metadata_refresh: Duration,
+    /// `MOONCAKE_METADATA_LEASE_TTL_S` (ours): an engine's keys in etcd (a lease) and redis (an
+    /// expiry) outlive its last keep-alive by this long, so a killed engine disappears.
+    pub metadata_lease_ttl: Duration,
+    /// `MC_REDIS_USERNAME`, `MC_REDIS_PASSWORD`: redis `AUTH`, as Mooncake sends it.
+    pub redis_username: Option<String>,
+    pub redis_password: Option<String>,
+    /// `MC_REDIS_DB_INDEX` (0..=255, Mooncake's range): the database `SELECT`ed (unset: the
+    /// one the URL names, else 0).
+    pub redis_db_index: Option<u8>,
 }
 
 impl Config {
@@ -78,6 +87,12 @@ impl Config {
             metadata_cluster_id: std::env::var("MC_METADATA_CLUSTER_ID").ok().filter(|s| !s.is_empty()),
             metadata_timeout: Duration::from_millis(env_u64("MOONCAKE_METADATA_TIMEOUT_MS", 3000, 10, 600_000)),
             metadata_refresh: Duration::from_millis(env_u64("MOONCAKE_METADATA_REFRESH_MS", 2000, 10, 3_600_000)),
+            metadata_lease_ttl: Duration::from_secs(env_u64("MOONCAKE_METADATA_LEASE_TTL_S", 10, 2, 86_400)),
+            redis_username: std::env::var("MC_REDIS_USERNAME").ok().filter(|s| !s.is_empty()),
+            redis_password: std::env::var("MC_REDIS_PASSWORD").ok().filter(|s| !s.is_empty()),
+            redis_db_index: std::env::var_os("MC_REDIS_DB_INDEX")
+                .is_some()
+                .then(|| env_u64("MC_REDIS_DB_INDEX", 0, 0, 255) as u8),
         }
     }
 

@@ -1,5 +1,6 @@
 """Console scripts: thin wrappers that run the executables bundled in this package, as
-Mooncake's wheel does (``transfer_engine_bench`` is ``mooncake-bench`` under Mooncake's name)."""
+Mooncake's wheel does (``transfer_engine_bench`` is ``mooncake-bench`` under Mooncake's name;
+``mooncake_http_metadata_server`` takes the wheel's ``--host`` and ``--port``)."""
 
 import os
 import sys
@@ -17,3 +18,8 @@ def _exec(name: str) -> None:
 def mooncake_bench() -> None:
     """``mooncake-bench`` / ``transfer_engine_bench``: the flags of Mooncake's benchmark."""
     _exec("mooncake_bench")
+
+
+def mooncake_http_metadata_server() -> None:
+    """``mooncake_http_metadata_server --host H --port P``: Mooncake's HTTP metadata server."""
+    _exec("mooncake_http_metadata_server")

@@ -138,12 +138,7 @@ impl TransferEngine {
         let p2p = p2p_mode.then(|| Arc::new(P2pMetadata::new(runtime.clone(), limits, config.default_handshake_port)));
         let metadata: Arc<dyn MetadataStore> = match &p2p {
             Some(p) => p.clone(),
-            None => metadata::open_service(
-                &backend,
-                runtime.clone(),
-                config.metadata_timeout,
-                config.metadata_cluster_id.as_deref(),
-            )?,
+            None => metadata::open_service(&backend, runtime.clone(), &config)?,
         };
         let regions = Arc::new(RegionTable::default());
         let segments = Arc::new(SegmentCache::default());

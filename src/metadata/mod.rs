@@ -1,18 +1,23 @@
 //! Where segment descriptors come from.
 //!
-//! [`MetadataStore`] is the one interface; [`p2p::P2pMetadata`] (Mooncake's `P2PHANDSHAKE`:
-//! no server, the descriptor is fetched from the peer's handshake port) is the implementation
-//! this build has. HTTP, etcd and redis stores plug in behind the same trait
-//! (see `docs/ARCHITECTURE.md`); until they exist, [`open`] refuses their connection strings
-//! with [`Error::Unsupported`].
+//! [`MetadataStore`] is the one interface. [`p2p::P2pMetadata`] (Mooncake's `P2PHANDSHAKE`: no
+//! server, the descriptor is fetched from the peer's handshake port) needs no service; the
+//! others are [`KvMetadata`] (Mooncake's keys) over a [`KvStore`]: [`http::HttpKv`] always,
+//! `etcd::EtcdKv` with the cargo feature `etcd`, `redis::RedisKv` with `redis`. A build without
+//! a feature refuses its connection strings with [`Error::Unsupported`] naming the feature.
+//! `docs/ARCHITECTURE.md` shows how a segment name becomes a connection for each.
 
 pub mod descriptor;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod handshake;
 pub mod http;
 pub mod http_server;
 pub mod kv;
 pub mod naming;
 pub mod p2p;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +26,7 @@ pub use descriptor::{BufferDesc, SegmentDescriptor};
 pub use handshake::HandshakeService;
 pub use kv::{KvMetadata, KvStore, RpcMeta};
 
+use crate::config::Config;
 use crate::error::Code;
 use crate::runtime::RuntimeGuard;
 
@@ -132,40 +138,30 @@ pub fn classify(conn: &str) -> Result<Backend, Error> {
 pub fn open_service(
     backend: &Backend,
     runtime: Arc<RuntimeGuard>,
-    timeout: Duration,
-    cluster: Option<&str>,
+    config: &Config,
 ) -> Result<Arc<dyn MetadataStore>, Error> {
+    let cluster = config.metadata_cluster_id.as_deref();
     match backend {
         Backend::P2p => Err(Error::InvalidArgument("P2PHANDSHAKE has no metadata service".into())),
-        Backend::Http(url) => Ok(Arc::new(KvMetadata::new(http::HttpKv::new(runtime, url, timeout)?, cluster))),
-        Backend::Etcd(endpoints) => open_etcd(endpoints, runtime, timeout, cluster),
-        Backend::Redis(url) => open_redis(url, runtime, timeout, cluster),
+        Backend::Http(url) => {
+            Ok(Arc::new(KvMetadata::new(http::HttpKv::new(runtime, url, config.metadata_timeout)?, cluster)))
+        }
+        #[cfg(feature = "etcd")]
+        Backend::Etcd(endpoints) => {
+            Ok(Arc::new(KvMetadata::new(etcd::EtcdKv::connect(runtime, endpoints, config)?, cluster)))
+        }
+        #[cfg(not(feature = "etcd"))]
+        Backend::Etcd(endpoints) => Err(Error::Unsupported(format!(
+            "etcd metadata ({endpoints}) needs the cargo feature `etcd` (Mooncake's USE_ETCD); this build has \
+             P2PHANDSHAKE and http://"
+        ))),
+        #[cfg(feature = "redis")]
+        Backend::Redis(url) => Ok(Arc::new(KvMetadata::new(redis::RedisKv::connect(runtime, url, config)?, cluster))),
+        #[cfg(not(feature = "redis"))]
+        Backend::Redis(url) => Err(Error::Unsupported(format!(
+            "redis metadata ({url}) needs the cargo feature `redis`; this build has P2PHANDSHAKE and http://"
+        ))),
     }
-}
-
-#[cfg(not(feature = "etcd"))]
-fn open_etcd(
-    endpoints: &str,
-    _runtime: Arc<RuntimeGuard>,
-    _timeout: Duration,
-    _cluster: Option<&str>,
-) -> Result<Arc<dyn MetadataStore>, Error> {
-    Err(Error::Unsupported(format!(
-        "etcd metadata ({endpoints}) needs the cargo feature `etcd` (Mooncake's USE_ETCD); this build has \
-         P2PHANDSHAKE and http://"
-    )))
-}
-
-#[cfg(not(feature = "redis"))]
-fn open_redis(
-    url: &str,
-    _runtime: Arc<RuntimeGuard>,
-    _timeout: Duration,
-    _cluster: Option<&str>,
-) -> Result<Arc<dyn MetadataStore>, Error> {
-    Err(Error::Unsupported(format!(
-        "redis metadata ({url}) needs the cargo feature `redis`; this build has P2PHANDSHAKE and http://"
-    )))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod fake_peer;
 pub mod ffi;
+pub mod servers;
 pub mod wheel;
 
 use std::time::{Duration, Instant};
