@@ -62,6 +62,8 @@ impl Config {
     /// Reads the environment, falling back to Mooncake's default for every unset or invalid
     /// value (an invalid value is logged once, as Mooncake does).
     pub fn from_env() -> Config {
+        // The warnings about invalid values below must reach the log.
+        crate::logging::init();
         let (mut min_port, mut max_port) =
             (env_u64("MC_MIN_RPC_PORT", 15000, 1, 65535) as u16, env_u64("MC_MAX_RPC_PORT", 17000, 1, 65535) as u16);
         if min_port > max_port {
