@@ -163,6 +163,29 @@ fn a_down_server_fails_within_the_timeout() {
     }
 }
 
+/// A server that stops answering (SIGSTOP: connections stay open, nothing comes back) fails
+/// calls with ERR_METADATA within the timeout; once it answers again (SIGCONT) the same engine
+/// uses it without being restarted.
+#[test]
+fn a_stalled_server_times_out_and_is_used_again() {
+    for kind in kinds() {
+        let Some(srv) = start(kind) else { continue };
+        let url = srv.url();
+        let a = engine_at(&url, "s-a").unwrap();
+        let b = engine_at(&url, "s-b").unwrap();
+        let mut mem = vec![0u8; 1 << 16];
+        b.register_memory(mem.as_mut_ptr() as u64, 1 << 16, "cpu:0", true).unwrap();
+        srv.signal(libc::SIGSTOP);
+        let t = Instant::now();
+        let err = a.open_segment("s-b", false).unwrap_err();
+        let waited = t.elapsed();
+        srv.signal(libc::SIGCONT);
+        assert_eq!(err.code, Code::Metadata, "{kind:?}: {}", err.message);
+        assert!(waited < Duration::from_secs(10), "{kind:?}: took {waited:?}");
+        write_and_read_back(&a, "s-b", mem.as_ptr() as u64, 1 << 16, 41);
+    }
+}
+
 /// The child role of the kill tests: an engine named by MOONCAKE_BACKEND_CHILD
 /// (`<url>|<name>`), with graceful shutdown on, that prints READY and waits.
 #[test]

@@ -95,6 +95,19 @@ fn a_down_server_fails_creation_within_the_timeout() {
 }
 
 #[test]
+fn a_server_that_never_answers_fails_within_the_timeout() {
+    // accepts connections (the kernel's backlog) but never reads or answers
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let t = Instant::now();
+    let err = engine_at(&format!("http://127.0.0.1:{port}/metadata"), "x").err().expect("must fail");
+    assert_eq!(err.code, Code::Metadata, "{}", err.message);
+    assert!(err.message.contains("no answer within"), "{}", err.message);
+    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    drop(silent);
+}
+
+#[test]
 fn engines_republish_after_the_server_restarts() {
     let rt = mooncake::runtime::acquire().unwrap();
     let mut srv = HttpMetadataServer::start(&rt, "127.0.0.1:0".parse().unwrap(), Flavour::Standalone).unwrap();

@@ -120,6 +120,13 @@ impl Server {
         }
     }
 
+    /// Sends `sig` to the running server process (SIGSTOP/SIGCONT: a stalled server).
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("the server runs").id() as i32;
+        // SAFETY: signalling our own child by its PID.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
     /// Removes etcd's data directory (stopped server only): a restart then starts empty.
     pub fn wipe(&mut self) {
         assert!(self.child.is_none());
