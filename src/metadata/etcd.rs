@@ -22,6 +22,18 @@ use crate::runtime::RuntimeGuard;
 
 /// How long a broken watch or keep-alive stream waits before it is set up again.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Between two tries of a call that reached no cluster member.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Whether `e` says that no member was reached (so another try may reach a live one).
+fn unreachable_member(e: &etcd_client::Error) -> bool {
+    const GRPC_UNAVAILABLE: i32 = 14;
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => status.code() as i32 == GRPC_UNAVAILABLE,
+        _ => false,
+    }
+}
 
 /// The lease shared by every key of this engine; `None` until the first put, and again after
 /// etcd reported it expired.
@@ -69,21 +81,34 @@ impl EtcdKv {
         Ok(kv)
     }
 
-    /// Runs one etcd call on the runtime, bounded by the metadata timeout.
-    fn bounded<T>(
-        &self,
-        what: &str,
-        key: &str,
-        call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, Error> {
+    /// Runs one etcd call on the runtime, bounded by the metadata timeout. A call that could
+    /// not reach a member (refused, unavailable) is tried again within that time: of several
+    /// endpoints, the channel may pick one that is down before it learns it is.
+    fn bounded<T, F, Fut>(&self, what: &str, key: &str, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
         let timeout = self.timeout;
-        match self.runtime.block_on(async { tokio::time::timeout(timeout, call).await }) {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::Service(format!("etcd {}: {what} {key}: {e}", self.endpoints))),
-            Err(_) => {
-                Err(Error::Service(format!("etcd {}: {what} {key}: no answer within {timeout:?}", self.endpoints)))
+        let fail = |why: String| Error::Service(format!("etcd {}: {what} {key}: {why}", self.endpoints));
+        self.runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut last_refusal = None;
+            loop {
+                match tokio::time::timeout_at(deadline, call()).await {
+                    Ok(Ok(v)) => return Ok(v),
+                    Ok(Err(e)) if unreachable_member(&e) && tokio::time::Instant::now() + RETRY_PAUSE < deadline => {
+                        last_refusal = Some(e.to_string());
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    Ok(Err(e)) => return Err(fail(e.to_string())),
+                    Err(_) => {
+                        let last = last_refusal.map(|e| format!(" (last error: {e})")).unwrap_or_default();
+                        return Err(fail(format!("no answer within {timeout:?}{last}")));
+                    }
+                }
             }
-        }
+        })
     }
 
     /// Puts `key` under the engine's lease, granting one first if there is none. A lease etcd
@@ -135,19 +160,25 @@ impl KvStore for EtcdKv {
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        let mut client = self.client.clone();
-        let resp = self.bounded("get", key, async move { client.get(key, None).await })?;
+        let resp = self.bounded("get", key, || {
+            let mut client = self.client.clone();
+            async move { client.get(key, None).await }
+        })?;
         Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), Error> {
-        let call = Self::put_leased(self.client.clone(), self.lease.clone(), self.ttl, key.to_string(), value.to_vec());
-        self.bounded("put", key, call)
+        self.bounded("put", key, || {
+            Self::put_leased(self.client.clone(), self.lease.clone(), self.ttl, key.to_string(), value.to_vec())
+        })
     }
 
     fn delete(&self, key: &str) -> Result<(), Error> {
-        let mut client = self.client.clone();
-        self.bounded("delete", key, async move { client.delete(key, None).await }).map(drop)
+        self.bounded("delete", key, || {
+            let mut client = self.client.clone();
+            async move { client.delete(key, None).await }
+        })
+        .map(drop)
     }
 
     fn trailing_newline(&self) -> bool {
