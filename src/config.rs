@@ -39,6 +39,12 @@ pub struct Config {
     pub tcp_progress_timeout: Duration,
     /// `MC_FORCE_TCP`: install TCP whatever discovery finds.
     pub force_tcp: bool,
+    /// `MC_TE_FILTERS`: the only RDMA devices discovery keeps (comma-separated; empty: all).
+    pub te_filters: Vec<String>,
+    /// `MC_TE_FILTERS_EXCLUDE`: RDMA devices discovery drops, unless `MC_TE_FILTERS` is set.
+    pub te_filters_exclude: Vec<String>,
+    /// `MC_CUSTOM_TOPO_JSON`: a NIC priority matrix file used instead of the discovered one.
+    pub custom_topo_json: Option<std::path::PathBuf>,
     /// `MC_METADATA_CLUSTER_ID`: metadata keys live under `mooncake/<id>/`.
     pub metadata_cluster_id: Option<String>,
     /// `MOONCAKE_METADATA_TIMEOUT_MS` (ours; Mooncake's HTTP client uses 3 s): the longest a
@@ -86,6 +92,11 @@ impl Config {
             tcp_status_timeout: Duration::from_secs(env_u64("MC_TCP_STATUS_TIMEOUT_SEC", 30, 1, 86_400)),
             tcp_progress_timeout: Duration::from_secs(progress),
             force_tcp: std::env::var_os("MC_FORCE_TCP").is_some(),
+            te_filters: crate::topology::filter::parse_list(&std::env::var("MC_TE_FILTERS").unwrap_or_default()),
+            te_filters_exclude: crate::topology::filter::parse_list(
+                &std::env::var("MC_TE_FILTERS_EXCLUDE").unwrap_or_default(),
+            ),
+            custom_topo_json: std::env::var_os("MC_CUSTOM_TOPO_JSON").filter(|s| !s.is_empty()).map(Into::into),
             metadata_cluster_id: std::env::var("MC_METADATA_CLUSTER_ID").ok().filter(|s| !s.is_empty()),
             metadata_timeout: Duration::from_millis(env_u64("MOONCAKE_METADATA_TIMEOUT_MS", 3000, 10, 600_000)),
             metadata_refresh: Duration::from_millis(env_u64("MOONCAKE_METADATA_REFRESH_MS", 2000, 10, 3_600_000)),
@@ -102,7 +113,6 @@ impl Config {
     pub fn log_ignored_variables(&self) {
         const ABSENT: &[&str] = &[
             "MC_FORCE_HCA",
-            "MC_CUSTOM_TOPO_JSON",
             "MC_GID_INDEX",
             "MC_SLICE_SIZE",
             "MC_SLICE_TIMEOUT",

@@ -5,7 +5,8 @@
 //! - [`engine`]: the Transfer Engine itself (regions, segments, batches, notifications);
 //! - [`transport`]: how bytes move (local memcpy, Mooncake's TCP protocol);
 //! - [`metadata`]: how segment descriptors are found (P2P handshake), and the handshake port;
-//! - [`runtime`]: the one background tokio runtime used by metadata calls.
+//! - [`runtime`]: the one background tokio runtime used by metadata calls;
+//! - [`topology`]: NUMA nodes, NICs and RDMA devices from sysfs, and the pages' NUMA node.
 //!
 //! Data flows down these layers and never back up; upward notifications go through traits
 //! that the upper layer implements (for example [`metadata::HandshakeService`]).
@@ -17,6 +18,7 @@ pub mod ffi;
 pub mod logging;
 pub mod metadata;
 pub mod runtime;
+pub mod topology;
 pub mod transport;
 
 pub mod bench;
