@@ -215,6 +215,32 @@ int mooncake_segment_buffers(transfer_engine_t engine,
  */
 int mooncake_send_probe(transfer_engine_t engine, const char *segment_name);
 
+/**
+ * Writes Mooncake's JSON text of a topology into `buf[0..buf_len]`, NUL-terminated, and
+ * returns its length in bytes without the NUL, as `snprintf` does: a result `>= buf_len`
+ * means the text was cut (still NUL-terminated when `buf_len > 0`); call again with
+ * `result + 1` bytes. `buf` may be NULL when `buf_len` is 0, to ask for the length.
+ * The text is Mooncake's `Topology::toString` (what its Python `get_local_topology` returns):
+ * the NIC priority matrix, `{"cpu:<node>": [[preferred RDMA devices], [other ones]], …}`,
+ * one entry per NUMA node, tab-indented as Mooncake prints it (`"{}\n"` when empty).
+ * With `engine` non-NULL: that engine's topology (discovered at creation under
+ * `auto_discover` or by `discoverTopology`, or given to `installTransport`); `device_names`
+ * must then be NULL or empty. With `engine` NULL: a fresh discovery of this machine, as
+ * Mooncake's Python module makes one with a temporary engine (`MC_TE_FILTERS`,
+ * `MC_TE_FILTERS_EXCLUDE` and `MC_CUSTOM_TOPO_JSON` apply), keeping only the RDMA devices
+ * `device_names` lists (comma-separated; NULL or empty: all). Returns a negative
+ * `ERR_INVALID_ARGUMENT` for a stale engine, `device_names` with an engine, or a NULL `buf`
+ * with a non-zero `buf_len`. Thread-safe.
+ *
+ * # Safety
+ * `device_names` must be NULL or a NUL-terminated string (read during the call); `buf` must
+ * be NULL or writable for `buf_len` bytes.
+ */
+int mooncake_local_topology(transfer_engine_t engine,
+                            const char *device_names,
+                            char *buf,
+                            size_t buf_len);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -189,8 +189,10 @@ extern "C" {
  * segment name becomes `"<host of local_server_name>:<random port in 15000..17000>"`);
  * `"http://…"`, `"etcd://…"` and `"redis://…"` are refused (NULL, `ERR_NOT_IMPLEMENTED` in
  * `mooncake_last_error()`) in this build. `ip_or_host_name` (may be NULL) and `rpc_port` are
- * ignored in P2P mode, as in Mooncake. `auto_discover` non-zero installs tcp (this build finds
- * no RDMA device). All strings are read during the call only.
+ * ignored in P2P mode, as in Mooncake. `auto_discover` non-zero discovers the topology (see
+ * `discoverTopology`; a file named by `MC_CUSTOM_TOPO_JSON` gives the NIC priority matrix
+ * instead) and installs tcp (this build has no RDMA transport). All strings are read during
+ * the call only.
  * Returns an engine handle, owned by the caller and released with `destroyTransferEngine`,
  * or NULL on failure. Thread-safe; the handle may be used from any thread.
  *
@@ -212,8 +214,12 @@ transfer_engine_t createTransferEngine(const char *metadata_conn_string,
 void destroyTransferEngine(transfer_engine_t engine);
 
 /**
- * Discovers NICs and NUMA nodes. Not in this build: returns `ERR_NOT_IMPLEMENTED`
- * (`ERR_INVALID_ARGUMENT` for a NULL or stale engine). Thread-safe.
+ * Discovers the machine again from sysfs: NUMA nodes and their CPUs, network interfaces,
+ * RDMA devices (those `MC_TE_FILTERS` / `MC_TE_FILTERS_EXCLUDE` let through) and the NIC
+ * priority matrix built from them, which replaces the engine's (as Mooncake's
+ * `discoverTopology`, this ignores `MC_CUSTOM_TOPO_JSON`). Read it with
+ * `mooncake_local_topology`. Returns 0 (a machine without NUMA support or RDMA devices is
+ * not an error), or `ERR_INVALID_ARGUMENT` for a NULL or stale engine. Thread-safe.
  */
 int discoverTopology(transfer_engine_t engine);
 
@@ -228,15 +234,24 @@ int discoverTopology(transfer_engine_t engine);
 int getLocalIpAndPort(transfer_engine_t engine, char *buf_out, size_t buf_len);
 
 /**
- * Installs a transport: `"tcp"` (`args` ignored, may be NULL). Installing one twice returns
- * the same handle. `"rdma"`, `"nvmeof"` and other device transports are not in this build:
- * NULL, with `mooncake_last_error()` saying so. The handle is owned by the engine (valid until
- * `uninstallTransport` or `destroyTransferEngine`; never free it). Thread-safe.
+ * Installs a transport: `"tcp"`. Installing one twice returns the same handle. `"rdma"`,
+ * `"nvmeof"` and other device transports are not in this build: NULL, with
+ * `mooncake_last_error()` saying so. `args` may be NULL; when `args` and `args[0]` are
+ * non-NULL, `args[0]` is a NUL-terminated NIC priority matrix in Mooncake's JSON
+ * (`{"cpu:0": [["mlx5_0"], ["mlx5_1"]], …}`), read during the call, that replaces the
+ * engine's before the transport is installed, as in Mooncake (for any protocol, unless that
+ * transport is already installed), less the devices sysfs shows no usable RDMA device for
+ * (Mooncake's RDMA transport drops those it cannot open); a malformed one changes nothing
+ * and makes the call return NULL with the reason in `mooncake_last_error()`. The handle is owned by the
+ * engine (valid until `uninstallTransport` or `destroyTransferEngine`; never free it).
+ * Thread-safe.
  *
  * # Safety
  * Every pointer argument must be NULL or valid as described above for the whole call.
  */
-transport_t installTransport(transfer_engine_t engine, const char *proto, void **args);
+transport_t installTransport(transfer_engine_t engine,
+                             const char *proto,
+                             void **args);
 
 /**
  * Uninstalls a transport (its connections close and its queued transfers fail). Returns 0
@@ -329,7 +344,10 @@ int syncSegmentCache(transfer_engine_t engine);
 
 /**
  * Registers `[addr, addr + length)`. `location`: `"cpu:<n>"`, `"cuda:<n>"` or `"*"` (read
- * during the call). With `remote_accessible` non-zero the region is published and peers may
+ * during the call); `"*"` is resolved to the NUMA node of the region's first page, as
+ * Mooncake's RDMA transport does (`"*"` stays while that page was never touched). The tcp
+ * descriptor publishes one buffer per registration, named after this engine, whatever the
+ * location. With `remote_accessible` non-zero the region is published and peers may
  * read and write it; otherwise it may only be the local side of transfers. The memory stays
  * owned by the caller and must stay valid until `unregisterLocalMemory`.
  * Returns 0, `ERR_ADDRESS_OVERLAPPED` when it overlaps a registered region, or

@@ -22,6 +22,19 @@ fn check_location(location: &str) -> Result<()> {
     Ok(())
 }
 
+/// Resolves `"*"` to the node of the region's first page, as Mooncake's RDMA transport names a
+/// `"*"` registration (`rdma_transport.cpp` `registerLocalMemoryInternal`). A tcp descriptor
+/// publishes one buffer per registration under the server's name whatever this says
+/// (`tcp_transport.cpp` `registerLocalMemory`); an RDMA descriptor will use it, or the per-node
+/// split of `topology::pages::memory_location`.
+fn resolve(region: Region) -> Region {
+    if region.location != crate::topology::ANY_LOCATION || region.len == 0 {
+        return region;
+    }
+    let resolved = crate::topology::pages::first_page_location(region.addr);
+    region.resolving(resolved)
+}
+
 impl TransferEngine {
     /// Registers `[addr, addr + len)`. A remotely accessible region is published in the
     /// descriptor at once and may be read and written by peers; a private one may only be the
@@ -32,12 +45,11 @@ impl TransferEngine {
         if addr == 0 {
             return Err(Error::invalid("addr is NULL"));
         }
-        self.shared
-            .regions
-            .insert_all(vec![Region::new(addr, len, location, remote_accessible)])
-            .map_err(region_error)?;
+        let region = resolve(Region::new(addr, len, location, remote_accessible));
+        let resolved = region.resolved_location.clone();
+        self.shared.regions.insert_all(vec![region]).map_err(region_error)?;
         self.shared.publish();
-        tracing::debug!(addr = format_args!("{addr:#x}"), len, location, remote_accessible, "registered memory");
+        tracing::debug!(addr = format_args!("{addr:#x}"), len, location, %resolved, remote_accessible, "registered memory");
         Ok(())
     }
 
@@ -48,10 +60,16 @@ impl TransferEngine {
         if let Some(i) = entries.iter().position(|&(a, _)| a == 0) {
             return Err(Error::invalid(format!("entry {i}: addr is NULL")));
         }
-        let regions = entries.iter().map(|&(a, l)| Region::new(a, l, location, true)).collect();
+        let regions = entries.iter().map(|&(a, l)| resolve(Region::new(a, l, location, true))).collect();
         self.shared.regions.insert_all(regions).map_err(region_error)?;
         self.shared.publish();
         Ok(())
+    }
+
+    /// The location of the region that starts at `addr`, with `"*"` resolved to the NUMA node
+    /// of its first page at registration (`None`: no region starts there).
+    pub fn region_location(&self, addr: u64) -> Option<String> {
+        self.shared.regions.resolved_location(addr)
     }
 
     /// Unregisters the region starting at `addr`. Returns after every access in flight on it

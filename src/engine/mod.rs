@@ -20,6 +20,7 @@ pub mod notify;
 mod publisher;
 pub mod regions;
 pub mod segments;
+mod topology;
 mod transfer;
 
 use std::sync::{Arc, Weak};
@@ -29,6 +30,7 @@ use serde_json::Value;
 
 pub use batch::{BatchOutcome, TaskStatus};
 pub use error::{Error, Result};
+pub use topology::discover_local;
 pub use transfer::TransferRequest;
 
 use crate::config::Config;
@@ -61,7 +63,8 @@ pub struct EngineOptions {
     pub ip_or_host_name: String,
     /// Ignored in P2P mode, as in Mooncake.
     pub rpc_port: u64,
-    /// Discover devices and install the transports they allow (tcp, without RDMA devices).
+    /// Discover the topology (`src/topology/`) and install the transports it allows (tcp:
+    /// this build has no RDMA transport).
     pub auto_discover: bool,
 }
 
@@ -100,6 +103,8 @@ pub(crate) struct EngineShared {
     metadata: Arc<dyn MetadataStore>,
     local: Arc<LocalTransport>,
     tcp: RwLock<Option<Arc<TcpTransport>>>,
+    /// NUMA nodes, NICs and the NIC priority matrix (`topology.rs`).
+    topology: RwLock<Arc<crate::topology::Topology>>,
     handshake: Mutex<Option<HandshakeServer>>,
     /// Re-publishes this engine when the metadata service lost it (not in P2P mode).
     publisher: Mutex<Option<Publisher>>,
@@ -162,6 +167,7 @@ impl TransferEngine {
             segments,
             metadata,
             tcp: RwLock::new(None),
+            topology: RwLock::new(Arc::new(topology::initial(&config, opts.auto_discover))),
             handshake: Mutex::new(None),
             publisher: Mutex::new(None),
             unpublished: Default::default(),

@@ -20,6 +20,9 @@ pub struct Region {
     pub len: u64,
     /// `"cpu:<n>"`, `"cuda:<n>"`, `"*"`, …, as given.
     pub location: String,
+    /// `location`, with `"*"` resolved to the NUMA node of the first page (`"cpu:<n>"`, or
+    /// `"*"` while that page has none): the name an RDMA descriptor gives the region.
+    pub resolved_location: String,
     /// Only remotely accessible regions are published and served to peers.
     pub remote_accessible: bool,
     drain: Arc<RwLock<()>>,
@@ -27,7 +30,20 @@ pub struct Region {
 
 impl Region {
     pub fn new(addr: u64, len: u64, location: &str, remote_accessible: bool) -> Region {
-        Region { addr, len, location: location.to_string(), remote_accessible, drain: Arc::new(RwLock::new(())) }
+        Region {
+            addr,
+            len,
+            location: location.to_string(),
+            resolved_location: location.to_string(),
+            remote_accessible,
+            drain: Arc::new(RwLock::new(())),
+        }
+    }
+
+    /// The region with `"*"` resolved (see [`Region::resolved_location`]).
+    pub fn resolving(mut self, resolved_location: String) -> Region {
+        self.resolved_location = resolved_location;
+        self
     }
 
     fn end(&self) -> u64 {
@@ -129,6 +145,11 @@ impl RegionTable {
     /// Regions peers may access, in address order.
     pub fn remote_regions(&self) -> Vec<(u64, u64)> {
         self.by_addr.read().values().filter(|r| r.remote_accessible).map(|r| (r.addr, r.len)).collect()
+    }
+
+    /// The resolved location of the region that starts at `addr`.
+    pub fn resolved_location(&self, addr: u64) -> Option<String> {
+        self.by_addr.read().get(&addr).map(|r| r.resolved_location.clone())
     }
 
     pub fn len(&self) -> usize {

@@ -8,14 +8,15 @@ use super::boundary::{
 };
 use super::types::{nic_load_stat_t, transfer_engine_t, transport_t};
 use crate::engine::{EngineOptions, TransferEngine};
-use crate::error::Code;
 
 /// Creates an engine. `metadata_conn_string`: `"P2PHANDSHAKE"` (no server: the engine's
 /// segment name becomes `"<host of local_server_name>:<random port in 15000..17000>"`);
 /// `"http://…"`, `"etcd://…"` and `"redis://…"` are refused (NULL, `ERR_NOT_IMPLEMENTED` in
 /// `mooncake_last_error()`) in this build. `ip_or_host_name` (may be NULL) and `rpc_port` are
-/// ignored in P2P mode, as in Mooncake. `auto_discover` non-zero installs tcp (this build finds
-/// no RDMA device). All strings are read during the call only.
+/// ignored in P2P mode, as in Mooncake. `auto_discover` non-zero discovers the topology (see
+/// `discoverTopology`; a file named by `MC_CUSTOM_TOPO_JSON` gives the NIC priority matrix
+/// instead) and installs tcp (this build has no RDMA transport). All strings are read during
+/// the call only.
 /// Returns an engine handle, owned by the caller and released with `destroyTransferEngine`,
 /// or NULL on failure. Thread-safe; the handle may be used from any thread.
 ///
@@ -76,14 +77,15 @@ pub extern "C" fn destroyTransferEngine(engine: transfer_engine_t) {
     )
 }
 
-/// Discovers NICs and NUMA nodes. Not in this build: returns `ERR_NOT_IMPLEMENTED`
-/// (`ERR_INVALID_ARGUMENT` for a NULL or stale engine). Thread-safe.
+/// Discovers the machine again from sysfs: NUMA nodes and their CPUs, network interfaces,
+/// RDMA devices (those `MC_TE_FILTERS` / `MC_TE_FILTERS_EXCLUDE` let through) and the NIC
+/// priority matrix built from them, which replaces the engine's (as Mooncake's
+/// `discoverTopology`, this ignores `MC_CUSTOM_TOPO_JSON`). Read it with
+/// `mooncake_local_topology`. Returns 0 (a machine without NUMA support or RDMA devices is
+/// not an error), or `ERR_INVALID_ARGUMENT` for a NULL or stale engine. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn discoverTopology(engine: transfer_engine_t) -> c_int {
-    ffi_err("discoverTopology", || {
-        engine_ref(engine)?;
-        Err(FfiError::new(Code::NotImplemented, "topology discovery is not available in this build"))
-    })
+    ffi_err("discoverTopology", || engine_ref(engine)?.discover_topology())
 }
 
 /// Writes `"ip:port"` of the handshake (RPC) port into `buf_out[0..buf_len]`, NUL-terminated.
@@ -101,10 +103,17 @@ pub unsafe extern "C" fn getLocalIpAndPort(engine: transfer_engine_t, buf_out: *
     })
 }
 
-/// Installs a transport: `"tcp"` (`args` ignored, may be NULL). Installing one twice returns
-/// the same handle. `"rdma"`, `"nvmeof"` and other device transports are not in this build:
-/// NULL, with `mooncake_last_error()` saying so. The handle is owned by the engine (valid until
-/// `uninstallTransport` or `destroyTransferEngine`; never free it). Thread-safe.
+/// Installs a transport: `"tcp"`. Installing one twice returns the same handle. `"rdma"`,
+/// `"nvmeof"` and other device transports are not in this build: NULL, with
+/// `mooncake_last_error()` saying so. `args` may be NULL; when `args` and `args[0]` are
+/// non-NULL, `args[0]` is a NUL-terminated NIC priority matrix in Mooncake's JSON
+/// (`{"cpu:0": [["mlx5_0"], ["mlx5_1"]], …}`), read during the call, that replaces the
+/// engine's before the transport is installed, as in Mooncake (for any protocol, unless that
+/// transport is already installed), less the devices sysfs shows no usable RDMA device for
+/// (Mooncake's RDMA transport drops those it cannot open); a malformed one changes nothing
+/// and makes the call return NULL with the reason in `mooncake_last_error()`. The handle is owned by the
+/// engine (valid until `uninstallTransport` or `destroyTransferEngine`; never free it).
+/// Thread-safe.
 ///
 /// # Safety
 /// Every pointer argument must be NULL or valid as described above for the whole call.
@@ -114,7 +123,6 @@ pub unsafe extern "C" fn installTransport(
     proto: *const c_char,
     args: *mut *mut c_void,
 ) -> transport_t {
-    let _ = args;
     boundary(
         "installTransport",
         |_| ptr::null_mut(),
@@ -122,7 +130,15 @@ pub unsafe extern "C" fn installTransport(
             let engine = engine_ref(engine)?;
             // SAFETY: NUL-terminated string read during the call.
             let proto = unsafe { c_str(proto, "proto")? };
-            Ok(engine.install_transport(proto)? as *mut c_void)
+            // SAFETY: `args` is NULL or points to at least one readable pointer.
+            let first = if args.is_null() { ptr::null_mut() } else { unsafe { *args } };
+            let matrix = if first.is_null() {
+                None
+            } else {
+                // SAFETY: a non-NULL `args[0]` is a NUL-terminated string read during the call.
+                Some(unsafe { c_str(first as *const c_char, "args[0]")? })
+            };
+            Ok(engine.install_transport_with_matrix(proto, matrix)? as *mut c_void)
         },
     )
 }

@@ -1,15 +1,17 @@
 //! Our additions to the Transfer Engine interface, declared in `mooncake.h`: what Mooncake's
 //! Python module does in C++ (waiting for a batch, synchronous transfers, probes, buffer
-//! lookup), offered to every caller so that each is one call that releases the GIL.
+//! lookup, the local topology), offered to every caller so that each is one call that releases
+//! the GIL.
 
 use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
 use super::batch::requests;
-use super::boundary::{FfiError, c_str, engine_ref, ffi_err, set_last_error};
+use super::boundary::{FfiError, boundary, c_str, engine_ref, ffi_err, set_last_error};
 use super::codes::{MOONCAKE_ERR_TIMEOUT, MOONCAKE_ERR_TRANSFER_FAILED};
 use super::types::{batch_id_t, buffer_entry_t, notify_msg_t, segment_id_t, transfer_engine_t, transfer_request_t};
 use crate::engine::BatchOutcome;
+use crate::error::Code;
 
 /// The code of a waited-for batch's end; a failure or a timeout is recorded for
 /// `mooncake_last_error()` like any other failure.
@@ -139,5 +141,63 @@ pub unsafe extern "C" fn mooncake_send_probe(engine: transfer_engine_t, segment_
         // SAFETY: NUL-terminated string read during the call.
         let name = unsafe { c_str(segment_name, "segment_name")? };
         engine.send_probe(name)
+    })
+}
+
+/// Writes Mooncake's JSON text of a topology into `buf[0..buf_len]`, NUL-terminated, and
+/// returns its length in bytes without the NUL, as `snprintf` does: a result `>= buf_len`
+/// means the text was cut (still NUL-terminated when `buf_len > 0`); call again with
+/// `result + 1` bytes. `buf` may be NULL when `buf_len` is 0, to ask for the length.
+/// The text is Mooncake's `Topology::toString` (what its Python `get_local_topology` returns):
+/// the NIC priority matrix, `{"cpu:<node>": [[preferred RDMA devices], [other ones]], …}`,
+/// one entry per NUMA node, tab-indented as Mooncake prints it (`"{}\n"` when empty).
+/// With `engine` non-NULL: that engine's topology (discovered at creation under
+/// `auto_discover` or by `discoverTopology`, or given to `installTransport`); `device_names`
+/// must then be NULL or empty. With `engine` NULL: a fresh discovery of this machine, as
+/// Mooncake's Python module makes one with a temporary engine (`MC_TE_FILTERS`,
+/// `MC_TE_FILTERS_EXCLUDE` and `MC_CUSTOM_TOPO_JSON` apply), keeping only the RDMA devices
+/// `device_names` lists (comma-separated; NULL or empty: all). Returns a negative
+/// `ERR_INVALID_ARGUMENT` for a stale engine, `device_names` with an engine, or a NULL `buf`
+/// with a non-zero `buf_len`. Thread-safe.
+///
+/// # Safety
+/// `device_names` must be NULL or a NUL-terminated string (read during the call); `buf` must
+/// be NULL or writable for `buf_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_local_topology(
+    engine: transfer_engine_t,
+    device_names: *const c_char,
+    buf: *mut c_char,
+    buf_len: usize,
+) -> c_int {
+    boundary("mooncake_local_topology", Code::err, || {
+        let devices = if device_names.is_null() {
+            ""
+        } else {
+            // SAFETY: NUL-terminated string read during the call.
+            unsafe { c_str(device_names, "device_names")? }
+        };
+        if buf.is_null() && buf_len > 0 {
+            return Err(FfiError::invalid(format!("buf is NULL but buf_len is {buf_len}")));
+        }
+        let text = if engine.is_null() {
+            crate::engine::discover_local(devices).to_mooncake_json()
+        } else {
+            let engine = engine_ref(engine)?;
+            if !devices.is_empty() {
+                return Err(FfiError::invalid("device_names is for a fresh discovery (engine NULL)"));
+            }
+            engine.topology().to_mooncake_json()
+        };
+        let len = c_int::try_from(text.len()).map_err(|_| FfiError::invalid("the topology text is too long"))?;
+        if buf_len > 0 {
+            let n = text.len().min(buf_len - 1);
+            // SAFETY: `n + 1 <= buf_len` bytes into the caller's writable, non-NULL buffer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, n);
+                *buf.add(n) = 0;
+            }
+        }
+        Ok(len)
     })
 }

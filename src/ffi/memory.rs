@@ -6,7 +6,10 @@ use super::boundary::{c_slice, c_str, engine_ref, ffi_err};
 use super::types::{buffer_entry_t, transfer_engine_t};
 
 /// Registers `[addr, addr + length)`. `location`: `"cpu:<n>"`, `"cuda:<n>"` or `"*"` (read
-/// during the call). With `remote_accessible` non-zero the region is published and peers may
+/// during the call); `"*"` is resolved to the NUMA node of the region's first page, as
+/// Mooncake's RDMA transport does (`"*"` stays while that page was never touched). The tcp
+/// descriptor publishes one buffer per registration, named after this engine, whatever the
+/// location. With `remote_accessible` non-zero the region is published and peers may
 /// read and write it; otherwise it may only be the local side of transfers. The memory stays
 /// owned by the caller and must stay valid until `unregisterLocalMemory`.
 /// Returns 0, `ERR_ADDRESS_OVERLAPPED` when it overlaps a registered region, or

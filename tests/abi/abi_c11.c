@@ -262,6 +262,8 @@ int mooncake_transfer_sync(transfer_engine_t engine, transfer_request_t *entries
 int mooncake_segment_buffers(transfer_engine_t engine, segment_id_t segment_id,
                              buffer_entry_t *buffers, size_t *count);
 int mooncake_send_probe(transfer_engine_t engine, const char *segment_name);
+int mooncake_local_topology(transfer_engine_t engine, const char *device_names, char *buf,
+                            size_t buf_len);
 
 /* ---- 5. run time --------------------------------------------------------------------------- */
 
@@ -285,9 +287,10 @@ static const any_function ALL_FUNCTIONS[] = {
     (any_function)mooncake_version,         (any_function)mooncake_wait_batch,
     (any_function)mooncake_release_batch,   (any_function)mooncake_transfer_sync,
     (any_function)mooncake_segment_buffers, (any_function)mooncake_send_probe,
+    (any_function)mooncake_local_topology,
 };
 #define FUNCTION_COUNT (sizeof ALL_FUNCTIONS / sizeof ALL_FUNCTIONS[0])
-_Static_assert(FUNCTION_COUNT == 34, "27 Transfer Engine functions and 7 additions");
+_Static_assert(FUNCTION_COUNT == 35, "27 Transfer Engine functions and 8 additions");
 
 static int failures;
 

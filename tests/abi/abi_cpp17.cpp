@@ -258,6 +258,8 @@ int mooncake_transfer_sync(transfer_engine_t engine, transfer_request_t *entries
 int mooncake_segment_buffers(transfer_engine_t engine, segment_id_t segment_id,
                              buffer_entry_t *buffers, size_t *count);
 int mooncake_send_probe(transfer_engine_t engine, const char *segment_name);
+int mooncake_local_topology(transfer_engine_t engine, const char *device_names, char *buf,
+                            size_t buf_len);
 }
 
 // The exact function types (no overload or default argument may sneak in).
@@ -300,6 +302,7 @@ SIGNATURE(mooncake_transfer_sync,
           int (*)(engine_t, transfer_request_t *, size_t, const notify_msg_t *, uint64_t));
 SIGNATURE(mooncake_segment_buffers, int (*)(engine_t, segment_id_t, buffer_entry_t *, size_t *));
 SIGNATURE(mooncake_send_probe, int (*)(engine_t, const char *));
+SIGNATURE(mooncake_local_topology, int (*)(engine_t, const char *, char *, size_t));
 
 // How Mooncake's C++ callers fill the structs: aggregate initialisation must keep compiling.
 [[maybe_unused]] static void initialisers_compile(void *buf, char *name, char *msg) {
@@ -369,8 +372,9 @@ int main() {
         reinterpret_cast<any_function>(&mooncake_transfer_sync),
         reinterpret_cast<any_function>(&mooncake_segment_buffers),
         reinterpret_cast<any_function>(&mooncake_send_probe),
+        reinterpret_cast<any_function>(&mooncake_local_topology),
     };
-    static_assert(std::size(all) == 34, "27 Transfer Engine functions and 7 additions");
+    static_assert(std::size(all) == 35, "27 Transfer Engine functions and 8 additions");
     for (const any_function &f : all) {
         const any_function volatile addr = f;  // volatile: keep the check at run time
         expect(addr != nullptr, "a function has a NULL address");
