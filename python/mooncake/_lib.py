@@ -75,6 +75,7 @@ _PROTOTYPES = {
     "mooncake_transfer_sync": (c_int, [c_void_p, POINTER(TransferRequest), c_size_t, POINTER(NotifyMsg), c_uint64]),
     "mooncake_segment_buffers": (c_int, [c_void_p, c_int32, POINTER(BufferEntry), POINTER(c_size_t)]),
     "mooncake_send_probe": (c_int, [c_void_p, c_char_p]),
+    "mooncake_local_topology": (c_int, [c_void_p, c_char_p, c_char_p, c_size_t]),
 }
 
 

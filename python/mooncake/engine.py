@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import enum
-import json
 import logging
 import os
 import threading
@@ -362,17 +361,23 @@ class TransferEngine:
         return 0
 
     def get_local_topology(self, device_name: Optional[str] = None) -> str:
-        """The local topology as Mooncake's JSON: each NUMA node (``"cpu:<n>"``) with its
-        preferred and other RDMA devices; this build has none, so both lists are empty."""
-        nodes = []
-        try:
-            for name in os.listdir("/sys/devices/system/node"):
-                if name.startswith("node") and name[4:].isdigit():
-                    nodes.append(int(name[4:]))
-        except OSError:
-            pass
-        topo = {f"cpu:{n}": [[], []] for n in sorted(nodes or [0])}
-        return json.dumps(topo, indent="\t") + "\n"
+        """This machine's topology as Mooncake prints it: the NIC priority matrix, one
+        ``"cpu:<n>"`` entry per NUMA node with its preferred RDMA devices (those on that node)
+        and the other usable ones. Like Mooncake, this is a fresh discovery that needs no
+        initialised engine; ``device_name`` (comma-separated) keeps only those RDMA devices, and
+        ``MC_TE_FILTERS``, ``MC_TE_FILTERS_EXCLUDE`` and ``MC_CUSTOM_TOPO_JSON`` apply."""
+        names = _str(device_name, "device_name").encode() if device_name else None
+        for _ in range(3):  # the text could grow between the two calls (hot-plugged device)
+            n = LIB.mooncake_local_topology(None, names, None, 0)
+            if n < 0:
+                raise RuntimeError(f"get_local_topology failed: {_lib.last_error()}")
+            buf = ctypes.create_string_buffer(n + 1)
+            m = LIB.mooncake_local_topology(None, names, buf, n + 1)
+            if m < 0:
+                raise RuntimeError(f"get_local_topology failed: {_lib.last_error()}")
+            if m <= n:
+                return buf.raw[:m].decode()
+        raise RuntimeError("get_local_topology: the topology kept changing")
 
     # ---- notifications ---------------------------------------------------------------------
 

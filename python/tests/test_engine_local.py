@@ -2,6 +2,7 @@
 buffers, topology, argument checking. Expected values are those of Mooncake's wheel
 (mooncake-transfer-engine-non-cuda 0.3.13.post1, transfer_engine_py.cpp)."""
 import json
+import os
 
 import pytest
 
@@ -61,6 +62,42 @@ def test_get_local_topology(engine):
         for k, v in topo.items():
             assert isinstance(k, str)
             assert isinstance(v, list) and len(v) == 2 and all(isinstance(x, list) for x in v), topo
+
+
+def sysfs_numa_nodes():
+    """``cpu:<n>`` for each ``nodeN`` directory of sysfs: what Mooncake's discovery lists."""
+    try:
+        names = os.listdir("/sys/devices/system/node")
+    except OSError:
+        return set()
+    return {f"cpu:{n[4:]}" for n in names if n.startswith("node") and n[4:].isdigit()}
+
+
+def test_get_local_topology_lists_this_hosts_numa_nodes(engine):
+    topo = json.loads(engine.call("get_local_topology"))
+    assert set(topo) == sysfs_numa_nodes(), topo
+    # A device list no device matches leaves every node without devices.
+    topo = json.loads(engine.call("get_local_topology", "no_such_device"))
+    assert set(topo) == sysfs_numa_nodes() and all(v == [[], []] for v in topo.values()), topo
+
+
+@pytest.mark.parametrize("custom", [None, {"cpu:0": [["mlx5_1"], ["mlx5_0", "rxe0"]], "cuda:0": [[], ["mlx5_0"]]}])
+def test_get_local_topology_text_is_the_wheels(make_peer, tmp_path, custom):
+    """Byte for byte the text of Mooncake's wheel, discovered or from MC_CUSTOM_TOPO_JSON."""
+    env = {}
+    if custom is not None:
+        path = tmp_path / "topo.json"
+        path.write_text(json.dumps(custom))
+        env["MC_CUSTOM_TOPO_JSON"] = str(path)
+    # Not initialized: get_local_topology needs no engine (the wheel's initialize would try RDMA
+    # with the file's devices and fail where they do not exist).
+    texts = {}
+    for impl in ("wheel", "ours"):
+        texts[impl] = make_peer(impl, label=f"topo-{impl}", env=env, init=False).call("get_local_topology")
+    assert texts["ours"] == texts["wheel"], texts
+    if custom is not None:
+        # the locations of the file; devices this host cannot open are dropped (disableDevice)
+        assert set(json.loads(texts["ours"])) == set(custom)
 
 
 def test_engine_handles(engine):
