@@ -123,6 +123,8 @@ struct WorkerTotals {
     batches: u64,
     blocks: u64,
     errors: u64,
+    /// The thread stopped on a fatal error before the run's end.
+    stopped: bool,
     messages: Vec<String>,
     latency_ns: Vec<u64>,
 }
@@ -153,11 +155,13 @@ fn worker(
         live.errors.fetch_add(out.failed, Ordering::Relaxed);
         if let Some(msg) = out.fatal {
             totals.messages.push(format!("thread {t} stopped: {msg}"));
+            totals.stopped = true;
             break;
         }
         if out.completed == 0 && out.failed > 0 {
             // Every task failed: the peer is gone or refuses us; more batches would only fail.
             totals.messages.push(format!("thread {t} stopped: a whole batch failed"));
+            totals.stopped = true;
             break;
         }
     }
@@ -303,11 +307,13 @@ fn run_with(flags: &Flags, engine: &TransferEngine, memory: &mut Memory) -> Resu
                 Ok(h) => h.join().unwrap_or_else(|_| WorkerTotals {
                     messages: vec!["worker panicked".into()],
                     errors: 1,
+                    stopped: true,
                     ..Default::default()
                 }),
                 Err(e) => WorkerTotals {
                     messages: vec![format!("cannot start worker: {e}")],
                     errors: 1,
+                    stopped: true,
                     ..Default::default()
                 },
             })
@@ -328,6 +334,7 @@ fn run_with(flags: &Flags, engine: &TransferEngine, memory: &mut Memory) -> Resu
         batches: 0,
         blocks: 0,
         errors: 0,
+        stopped_threads: 0,
         error_messages: Vec::new(),
         latency: Latency::default(),
         verify: verify_report,
@@ -336,6 +343,7 @@ fn run_with(flags: &Flags, engine: &TransferEngine, memory: &mut Memory) -> Resu
         report.batches += w.batches;
         report.blocks += w.blocks;
         report.errors += w.errors;
+        report.stopped_threads += u32::from(w.stopped);
         report.error_messages.extend(w.messages);
         latency_ns.extend(w.latency_ns);
     }

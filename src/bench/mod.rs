@@ -85,7 +85,9 @@ pub fn run(flags: &mut Flags) -> Result<i32, BenchError> {
     }
     match flags.mode.as_str() {
         "target" => target::run(flags).map(|()| 0),
-        _ => initiator::run(flags).map(|r| if r.errors == 0 && r.verify.as_ref().is_none_or(|v| v.ok) { 0 } else { 1 }),
+        _ => initiator::run(flags).map(|r| {
+            if r.errors == 0 && r.stopped_threads == 0 && r.verify.as_ref().is_none_or(|v| v.ok) { 0 } else { 1 }
+        }),
     }
 }
 

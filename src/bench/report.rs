@@ -73,6 +73,9 @@ pub struct RunReport {
     pub blocks: u64,
     /// Tasks that failed (status FAILED, refused submission, or timed out).
     pub errors: u64,
+    /// Threads that stopped before the end (a fatal error: see `initiator.rs`); any makes
+    /// the run exit 1 even when no task failed.
+    pub stopped_threads: u32,
     /// The first few error messages.
     pub error_messages: Vec<String>,
     pub latency: Latency,
@@ -132,6 +135,9 @@ impl RunReport {
             );
         }
         s += &format!("errors: {} failed task(s)\n", self.errors);
+        if self.stopped_threads > 0 {
+            s += &format!("stopped: {} thread(s) stopped early\n", self.stopped_threads);
+        }
         for m in &self.error_messages {
             s += &format!("error: {m}\n");
         }
@@ -159,6 +165,7 @@ impl RunReport {
             "blocks_per_s": self.blocks_per_s(),
             "batch_latency_us": {"count": l.count, "p50": l.p50_us, "p90": l.p90_us, "p99": l.p99_us, "max": l.max_us},
             "errors": self.errors,
+            "stopped_threads": self.stopped_threads,
             "error_messages": self.error_messages,
             "verify": self.verify.as_ref().map(|v| json!({
                 "ok": v.ok, "bytes": v.bytes, "blocks": v.blocks, "seconds": v.seconds, "detail": v.detail,
@@ -244,6 +251,7 @@ mod tests {
             batches: 100,
             blocks: 12800,
             errors: 0,
+            stopped_threads: 0,
             error_messages: vec![],
             latency: Latency::from_samples(&mut [3000, 1000, 2000]),
             verify: None,

@@ -163,6 +163,21 @@ impl Batch {
         self.in_flight.load(Ordering::Acquire) > 0
     }
 
+    /// True when the batch may be freed: nothing in flight, or every submitted task has ended
+    /// and no submission is under way. The second case matters because the last completion
+    /// marks its task ended a moment before it lowers `in_flight` (a worker preempted in
+    /// between makes the moment long), and a caller that polled every task to its end must be
+    /// able to free the batch then, as with Mooncake. Slices hold their batch by `Arc`, so
+    /// that completion finishes safely after the free.
+    pub fn settled(&self) -> bool {
+        if !self.busy() {
+            return true;
+        }
+        let Some(_no_submission) = self.reserving.try_lock() else { return false };
+        let submitted = self.submitted.load(Ordering::Acquire);
+        self.tasks[..submitted].iter().all(|t| t.ended.load(Ordering::Acquire))
+    }
+
     /// Waits until no task is in flight (spinning briefly, then parked), at most `timeout`.
     pub fn wait_idle(&self, timeout: Duration) -> BatchOutcome {
         let start = Instant::now();
@@ -269,7 +284,7 @@ impl BatchTable {
         let mut map = self.batches.write();
         match map.get(&id) {
             None => Err(false),
-            Some(b) if b.busy() => Err(true),
+            Some(b) if !b.settled() => Err(true),
             Some(_) => {
                 map.remove(&id);
                 Ok(())
@@ -436,5 +451,28 @@ mod tests {
         t.get(id).unwrap().slice_finished(0, 1, true);
         assert_eq!(t.free(id), Ok(()));
         assert_eq!(t.free(id), Err(false));
+    }
+
+    /// Found by CI: a poller saw every task ended and free said "tasks in flight", because
+    /// the last completion had marked its task ended but not yet lowered `in_flight`.
+    #[test]
+    fn free_accepts_a_batch_whose_tasks_all_ended_before_the_count_drops() {
+        let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let t = BatchTable::new(rec);
+        let id = t.allocate(2).unwrap();
+        let b = t.get(id).unwrap();
+        b.reserve(&[1, 1], None).unwrap();
+        // the moment inside slice_finished: task 0 done, task 1 marked ended, count not lowered
+        b.slice_finished(0, 1, true);
+        b.tasks[1].ended.store(true, Ordering::Release);
+        assert!(b.busy());
+        assert_eq!(b.status(1).unwrap().status, STATUS_COMPLETED);
+        assert_eq!(t.free(id), Ok(()));
+        // a task that has not ended still makes it busy
+        let id = t.allocate(2).unwrap();
+        let b = t.get(id).unwrap();
+        b.reserve(&[1, 1], None).unwrap();
+        b.slice_finished(0, 1, true);
+        assert_eq!(t.free(id), Err(true));
     }
 }
