@@ -217,6 +217,36 @@ fn notifications_with_a_batch_and_on_their_own() {
     destroyTransferEngine(a);
 }
 
+/// Notifications of batches completed one after the other arrive in that order (through the
+/// C ABI, P2P; `metadata_backends.rs` has the etcd/redis case, where CI found them reordered).
+#[test]
+fn batch_notifications_arrive_in_completion_order() {
+    let (a, b) = (create(), create());
+    let mut src = vec![3u8; 4096];
+    let mut dst = vec![0u8; 4096];
+    register(a, &mut src);
+    register(b, &mut dst);
+    let seg = open(a, &name_of(b));
+    const N: usize = 50;
+    for i in 0..N {
+        let batch = allocateBatchID(a, 1);
+        let mut req = [request(OPCODE_WRITE, src.as_ptr(), seg, dst.as_ptr() as u64, 64)];
+        let (name, msg) = (c(&format!("n{i}")), c(&format!("m{i}")));
+        let note = notify_msg { name: name.as_ptr() as *mut _, msg: msg.as_ptr() as *mut _ };
+        // SAFETY: readable entries and strings.
+        unsafe {
+            assert_code(submitTransferWithNotify(a, batch, req.as_mut_ptr(), 1, note), 0, "submitTransferWithNotify");
+        }
+        assert_eq!(wait_task(a, batch, 0, Duration::from_secs(5)).status, STATUS_COMPLETED);
+        assert_code(freeBatchID(a, batch), 0, "freeBatchID");
+    }
+    let got = drain_notifies(b, N);
+    let want: Vec<_> = (0..N).map(|i| (format!("n{i}"), format!("m{i}"))).collect();
+    assert_eq!(got, want);
+    destroyTransferEngine(a);
+    destroyTransferEngine(b);
+}
+
 #[test]
 fn a_batch_with_a_failed_task_sends_no_notification() {
     let (a, b) = (create(), create());

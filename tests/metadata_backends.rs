@@ -193,6 +193,45 @@ fn a_stalled_server_times_out_and_is_used_again() {
     }
 }
 
+/// Found by CI (the Python suites behind etcd): notifications of batches completed one after
+/// the other arrived out of order, because each completion looked the peer's handshake
+/// address up in the service on its own lane thread before sending.
+#[test]
+fn batch_notifications_arrive_in_order() {
+    for kind in kinds() {
+        let Some(srv) = start(kind) else { continue };
+        let url = srv.url();
+        let a = engine_at(&url, "o-a").unwrap();
+        let b = engine_at(&url, "o-b").unwrap();
+        let mut src = pattern(4096, 51);
+        let mut dst = vec![0u8; 4096];
+        a.register_memory(src.as_mut_ptr() as u64, 4096, "cpu:0", true).unwrap();
+        b.register_memory(dst.as_mut_ptr() as u64, 4096, "cpu:0", true).unwrap();
+        let seg = a.open_segment("o-b", false).unwrap();
+        const N: usize = 60;
+        for i in 0..N {
+            let w = TransferRequest {
+                opcode: Opcode::Write,
+                source: src.as_ptr() as u64,
+                target_id: seg,
+                target_offset: dst.as_ptr() as u64,
+                length: 64,
+            };
+            let batch = a.allocate_batch(1).unwrap();
+            a.submit(batch, &[w], Some((format!("n{i}"), format!("m{i}")))).unwrap();
+            assert_eq!(wait_batch(&a, batch, 1, Duration::from_secs(5)), vec![4]);
+            a.free_batch(batch).unwrap();
+        }
+        let mut got = Vec::new();
+        wait_until("every notification", Duration::from_secs(10), || {
+            got.extend(b.take_notifies());
+            got.len() >= N
+        });
+        let want: Vec<_> = (0..N).map(|i| (format!("n{i}"), format!("m{i}"))).collect();
+        assert_eq!(got, want, "{kind:?}");
+    }
+}
+
 /// The child role of the kill tests: an engine named by MOONCAKE_BACKEND_CHILD
 /// (`<url>|<name>`), with graceful shutdown on, that prints READY and waits.
 #[test]

@@ -41,6 +41,9 @@ pub struct TaskStatus {
 pub struct PendingNotify {
     /// The segment of the batch's first entry.
     pub segment: i32,
+    /// The segment's handshake address, resolved at submission (so that completions queue
+    /// their notifications at once and in order); `None`: resolved at completion.
+    pub address: Option<(String, u16)>,
     pub name: String,
     pub msg: String,
 }
@@ -349,7 +352,7 @@ mod tests {
     }
 
     fn notify() -> Option<PendingNotify> {
-        Some(PendingNotify { segment: 1, name: "n".into(), msg: "m".into() })
+        Some(PendingNotify { segment: 1, address: None, name: "n".into(), msg: "m".into() })
     }
 
     #[test]

@@ -42,6 +42,18 @@ pub struct NotifyOutbox {
     /// This engine's own handshake address: `LOCAL_SEGMENT` notifications go there, as in
     /// Mooncake, and arrive in this engine's inbox.
     own_address: (String, u16),
+    /// Batch notifications, delivered one after the other by one runtime task, so that they
+    /// arrive in the order their batches completed (concurrent deliveries could overtake each
+    /// other). The task ends when the outbox is dropped and the queue is drained.
+    batch_queue: tokio::sync::mpsc::UnboundedSender<QueuedNotify>,
+}
+
+/// A batch notification waiting for delivery.
+struct QueuedNotify {
+    host: String,
+    port: u16,
+    name: String,
+    msg: String,
 }
 
 impl NotifyOutbox {
@@ -52,10 +64,19 @@ impl NotifyOutbox {
         limits: ClientLimits,
         own_address: (String, u16),
     ) -> NotifyOutbox {
-        NotifyOutbox { runtime, segments, metadata, limits, own_address }
+        let (batch_queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<QueuedNotify>();
+        runtime.handle().spawn(async move {
+            while let Some(n) = queued.recv().await {
+                if let Err(e) = deliver(n.host, n.port, n.name, n.msg, limits).await {
+                    tracing::warn!("batch notification not delivered: {e}");
+                }
+            }
+        });
+        NotifyOutbox { runtime, segments, metadata, limits, own_address, batch_queue }
     }
 
-    fn address(&self, segment: i32) -> Result<(String, u16)> {
+    /// The handshake address notifications to `segment` go to.
+    pub(crate) fn address(&self, segment: i32) -> Result<(String, u16)> {
         if segment == 0 {
             return Ok(self.own_address.clone());
         }
@@ -78,20 +99,21 @@ impl NotifyOutbox {
 
 impl NotifySender for NotifyOutbox {
     fn send_batch_notify(&self, n: PendingNotify) {
-        let (host, port) = match self.address(n.segment) {
+        let resolved = match n.address {
+            Some(a) => Ok(a),
+            None => self.address(n.segment),
+        };
+        let (host, port) = match resolved {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!("batch notification not sent: {e}");
                 return;
             }
         };
-        let limits = self.limits;
-        // Completion runs on a data thread: hand the request to the runtime, never block here.
-        self.runtime.handle().spawn(async move {
-            if let Err(e) = deliver(host, port, n.name, n.msg, limits).await {
-                tracing::warn!("batch notification not delivered: {e}");
-            }
-        });
+        // Completion runs on a data thread: hand the request to the runtime, never wait here.
+        if self.batch_queue.send(QueuedNotify { host, port, name: n.name, msg: n.msg }).is_err() {
+            tracing::warn!("batch notification not sent: the engine is shutting down");
+        }
     }
 }
 

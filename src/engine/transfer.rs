@@ -167,7 +167,13 @@ impl TransferEngine {
             plans.push(self.shared.plan(r).map_err(|e| Error::new(e.code, format!("entry {i}: {}", e.message)))?);
         }
         let slice_counts: Vec<u64> = plans.iter().map(|p| p.slice_count(p.slice_size)).collect();
-        let pending = notify.map(|(name, msg)| PendingNotify { segment: requests[0].target_id, name, msg });
+        let pending = notify.map(|(name, msg)| {
+            let segment = requests[0].target_id;
+            // Looked up now, on the caller's thread: a completion must not wait for the
+            // metadata service, nor let a later batch's notification overtake this one.
+            let address = self.shared.outbox.address(segment).ok();
+            PendingNotify { segment, address, name, msg }
+        });
         let first =
             b.reserve(&slice_counts, pending).map_err(|ReserveError::Full { capacity, submitted, asked }| {
                 Error::new(
