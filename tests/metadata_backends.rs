@@ -106,27 +106,6 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn write_and_read_back(from: &TransferEngine, to_name: &str, remote: u64, len: u64, seed: u64) {
-    let mut local = pattern(len as usize, seed);
-    let mut back = vec![0u8; len as usize];
-    from.register_memory(local.as_mut_ptr() as u64, len, "cpu:0", true).unwrap();
-    from.register_memory(back.as_mut_ptr() as u64, len, "cpu:0", true).unwrap();
-    let seg = from.open_segment(to_name, false).unwrap();
-    let w = TransferRequest {
-        opcode: Opcode::Write,
-        source: local.as_ptr() as u64,
-        target_id: seg,
-        target_offset: remote,
-        length: len,
-    };
-    assert_eq!(run_batch(from, &[w]), vec![4]);
-    let r = TransferRequest { opcode: Opcode::Read, source: back.as_ptr() as u64, ..w };
-    assert_eq!(run_batch(from, &[r]), vec![4]);
-    assert!(back == local, "read-back differs");
-    from.unregister_memory(local.as_ptr() as u64).unwrap();
-    from.unregister_memory(back.as_ptr() as u64).unwrap();
-}
-
 #[test]
 fn two_engines_meet_and_leave_no_keys() {
     for kind in kinds() {

@@ -8,10 +8,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mooncake::config::Config;
-use mooncake::engine::{EngineOptions, TransferEngine, TransferRequest};
+use mooncake::engine::{EngineOptions, TransferEngine};
 use mooncake::error::Code;
 use mooncake::metadata::http_server::{Flavour, HttpMetadataServer};
-use mooncake::transport::Opcode;
 use support::wheel::{WheelPeer, python};
 use support::*;
 
@@ -40,27 +39,6 @@ fn engine_at(url: &str, name: &str) -> mooncake::engine::Result<TransferEngine> 
 fn server(flavour: Flavour) -> HttpMetadataServer {
     let rt = mooncake::runtime::acquire().unwrap();
     HttpMetadataServer::start(&rt, "127.0.0.1:0".parse().unwrap(), flavour).unwrap()
-}
-
-fn write_and_read_back(from: &TransferEngine, to_name: &str, remote: u64, len: u64, seed: u64) {
-    let mut local = pattern(len as usize, seed);
-    let mut back = vec![0u8; len as usize];
-    from.register_memory(local.as_mut_ptr() as u64, len, "cpu:0", true).unwrap();
-    from.register_memory(back.as_mut_ptr() as u64, len, "cpu:0", true).unwrap();
-    let seg = from.open_segment(to_name, false).unwrap();
-    let w = TransferRequest {
-        opcode: Opcode::Write,
-        source: local.as_ptr() as u64,
-        target_id: seg,
-        target_offset: remote,
-        length: len,
-    };
-    assert_eq!(run_batch(from, &[w]), vec![4]);
-    let r = TransferRequest { opcode: Opcode::Read, source: back.as_ptr() as u64, ..w };
-    assert_eq!(run_batch(from, &[r]), vec![4]);
-    assert!(back == local, "read-back differs");
-    from.unregister_memory(local.as_ptr() as u64).unwrap();
-    from.unregister_memory(back.as_ptr() as u64).unwrap();
 }
 
 #[test]

@@ -68,3 +68,26 @@ pub fn scattered(count: usize, slots: usize, seed: u64) -> Vec<usize> {
     idx.truncate(count);
     idx
 }
+
+/// Registers a pattern and a zeroed read-back buffer in `from`, writes the pattern to
+/// `remote` of segment `to_name`, reads it back and compares; both buffers are unregistered.
+pub fn write_and_read_back(from: &TransferEngine, to_name: &str, remote: u64, len: u64, seed: u64) {
+    let mut local = pattern(len as usize, seed);
+    let mut back = vec![0u8; len as usize];
+    from.register_memory(local.as_mut_ptr() as u64, len, "cpu:0", true).unwrap();
+    from.register_memory(back.as_mut_ptr() as u64, len, "cpu:0", true).unwrap();
+    let seg = from.open_segment(to_name, false).unwrap();
+    let w = TransferRequest {
+        opcode: mooncake::transport::Opcode::Write,
+        source: local.as_ptr() as u64,
+        target_id: seg,
+        target_offset: remote,
+        length: len,
+    };
+    assert_eq!(run_batch(from, &[w]), vec![4]);
+    let r = TransferRequest { opcode: mooncake::transport::Opcode::Read, source: back.as_ptr() as u64, ..w };
+    assert_eq!(run_batch(from, &[r]), vec![4]);
+    assert!(back == local, "read-back differs");
+    from.unregister_memory(local.as_ptr() as u64).unwrap();
+    from.unregister_memory(back.as_ptr() as u64).unwrap();
+}
