@@ -4,7 +4,8 @@
 //!
 //! The kernel answers with `move_pages(2)` called without target nodes: it moves nothing and
 //! faults nothing in, it only reports each page's node. A raw system call, so the library
-//! needs no libnuma. A page that was never touched has no node yet (`-ENOENT`); like Mooncake,
+//! needs no libnuma; it is this module's one `unsafe` block (`query_nodes`), because neither
+//! libc's safe wrappers nor nix cover `move_pages`. A page that was never touched has no node yet (`-ENOENT`); like Mooncake,
 //! such pages, and a kernel that cannot answer at all (no NUMA support, or a seccomp profile
 //! that forbids `move_pages`), get the location `"*"` ("anywhere").
 //!
@@ -134,9 +135,10 @@ fn query_nodes(pages: &[*mut libc::c_void], status: &mut [i32]) -> std::io::Resu
 
 /// The base page size (`sysconf(_SC_PAGESIZE)`; 4096 if it cannot say).
 pub fn page_size() -> u64 {
-    // SAFETY: sysconf reads a constant of the system; no memory is involved.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 && (n as u64).is_power_of_two() { n as u64 } else { 4096 }
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+        Ok(Some(n)) if n > 0 && (n as u64).is_power_of_two() => n as u64,
+        _ => 4096,
+    }
 }
 
 #[cfg(test)]
