@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mooncake::config::Config;
-use mooncake::engine::{EngineOptions, TransferEngine, TransferRequest};
+use mooncake::engine::{TransferEngine, TransferRequest};
 use mooncake::error::Code;
 use mooncake::metadata::KvStore;
 use mooncake::transport::Opcode;
@@ -56,16 +56,7 @@ fn config() -> Config {
 }
 
 fn engine_at(url: &str, name: &str) -> mooncake::engine::Result<TransferEngine> {
-    TransferEngine::with_config(
-        EngineOptions {
-            metadata: url.to_string(),
-            local_server_name: name.to_string(),
-            ip_or_host_name: String::new(),
-            rpc_port: 0,
-            auto_discover: true,
-        },
-        config(),
-    )
+    engine_behind(url, name, config())
 }
 
 /// A plain client of the server, to look at the keys the engines left.

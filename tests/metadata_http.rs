@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mooncake::config::Config;
-use mooncake::engine::{EngineOptions, TransferEngine};
+use mooncake::engine::TransferEngine;
 use mooncake::error::Code;
 use mooncake::metadata::http_server::{Flavour, HttpMetadataServer};
 use support::wheel::{WheelPeer, python};
@@ -24,16 +24,7 @@ fn config() -> Config {
 }
 
 fn engine_at(url: &str, name: &str) -> mooncake::engine::Result<TransferEngine> {
-    TransferEngine::with_config(
-        EngineOptions {
-            metadata: url.to_string(),
-            local_server_name: name.to_string(),
-            ip_or_host_name: String::new(),
-            rpc_port: 0,
-            auto_discover: true,
-        },
-        config(),
-    )
+    engine_behind(url, name, config())
 }
 
 fn server(flavour: Flavour) -> HttpMetadataServer {

@@ -91,3 +91,21 @@ pub fn write_and_read_back(from: &TransferEngine, to_name: &str, remote: u64, le
     from.unregister_memory(local.as_ptr() as u64).unwrap();
     from.unregister_memory(back.as_ptr() as u64).unwrap();
 }
+
+/// An engine named `name` behind the metadata service `url`, with `config`.
+pub fn engine_behind(
+    url: &str,
+    name: &str,
+    config: mooncake::config::Config,
+) -> mooncake::engine::Result<TransferEngine> {
+    TransferEngine::with_config(
+        EngineOptions {
+            metadata: url.to_string(),
+            local_server_name: name.to_string(),
+            ip_or_host_name: String::new(),
+            rpc_port: 0,
+            auto_discover: true,
+        },
+        config,
+    )
+}
