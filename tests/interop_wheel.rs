@@ -181,7 +181,18 @@ fn ours_refuses_the_wheels_bad_writes(env: &[(&str, &str)]) {
     // so it gets a second try.
     let good = (0..2).any(|_| peer.transfer("write", &name, &[0], &[base], &[4096]) == 0);
     assert!(good, "a good write after refusals failed twice");
-    assert_eq!(&mem[GUARD..GUARD + 4096], &pattern(4096, 9)[..]);
+    // With v1 the wheel's success only means the bytes left its socket: wait (bounded) until
+    // our server has written them.
+    let want = pattern(4096, 9);
+    let landed = |mem: &[u8]| {
+        // SAFETY: volatile reads of the test's own buffer, which our server thread writes into.
+        (0..4096).all(|i| unsafe { std::ptr::read_volatile(mem.as_ptr().add(GUARD + i)) } == want[i])
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !landed(&mem) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(&mem[GUARD..GUARD + 4096], &want[..]);
 }
 
 #[test]
