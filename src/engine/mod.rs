@@ -390,6 +390,7 @@ impl EngineShared {
             tcp_proto_version: 2,
             rdma_server_name: String::new(),
             timestamp: metadata::descriptor::timestamp_now(),
+            extensions: metadata::descriptor::Extensions::default(),
         }
     }
 

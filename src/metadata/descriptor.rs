@@ -19,6 +19,68 @@ pub struct BufferDesc {
     pub length: u64,
 }
 
+/// What a libmooncake engine offers beyond Mooncake, under the descriptor key `"libmooncake"`,
+/// which Mooncake's reader ignores (it reads only the fields it knows). Only our engines use it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extensions {
+    /// Same-host single copy (`transport::shm`): how to attach to this engine's control block.
+    pub shm: Option<ShmOffer>,
+    /// Our own TCP framing version spoken on the data port besides Mooncake's (0: none).
+    pub tcp_framing: u32,
+}
+
+/// A target's offer of the same-host path: where its control block is and how to prove it is
+/// the same process on the same kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShmOffer {
+    /// `/proc/sys/kernel/random/boot_id` of the target's kernel.
+    pub boot_id: String,
+    /// The target's pid, as the target sees it.
+    pub pid: u32,
+    /// The file descriptor of its control block (a memfd), opened through `/proc/<pid>/fd/<fd>`.
+    pub fd: i32,
+    /// Random value also written in the control block's header (hex).
+    pub nonce: String,
+    /// Address of the control block in the target's address space.
+    pub control_addr: u64,
+}
+
+impl Extensions {
+    fn is_empty(&self) -> bool {
+        self.shm.is_none() && self.tcp_framing == 0
+    }
+
+    fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        if let Some(s) = &self.shm {
+            m.insert(
+                "shm".into(),
+                json!({"boot_id": s.boot_id, "pid": s.pid, "fd": s.fd, "nonce": s.nonce, "control_addr": s.control_addr}),
+            );
+        }
+        if self.tcp_framing != 0 {
+            m.insert("tcp_framing".into(), Value::from(self.tcp_framing));
+        }
+        Value::Object(m)
+    }
+
+    /// Lenient: anything malformed here is ignored (the peer is then reached the Mooncake way).
+    fn from_json(v: Option<&Value>) -> Extensions {
+        let Some(v) = v else { return Extensions::default() };
+        let shm = v.get("shm").and_then(|s| {
+            Some(ShmOffer {
+                boot_id: s.get("boot_id")?.as_str()?.to_string(),
+                pid: u32::try_from(s.get("pid")?.as_u64()?).ok()?,
+                fd: i32::try_from(s.get("fd")?.as_i64()?).ok()?,
+                nonce: s.get("nonce")?.as_str()?.to_string(),
+                control_addr: s.get("control_addr")?.as_u64()?,
+            })
+        });
+        let tcp_framing = v.get("tcp_framing").and_then(Value::as_u64).and_then(|f| u32::try_from(f).ok()).unwrap_or(0);
+        Extensions { shm, tcp_framing }
+    }
+}
+
 /// A decoded segment descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentDescriptor {
@@ -34,6 +96,8 @@ pub struct SegmentDescriptor {
     pub tcp_proto_version: i32,
     pub rdma_server_name: String,
     pub timestamp: String,
+    /// Our additions (absent from Mooncake's descriptors).
+    pub extensions: Extensions,
 }
 
 impl SegmentDescriptor {
@@ -57,6 +121,9 @@ impl SegmentDescriptor {
         m.insert("tcp_proto_version".into(), Value::from(self.tcp_proto_version));
         m.insert("rdma_server_name".into(), Value::from(self.rdma_server_name.clone()));
         m.insert("timestamp".into(), Value::from(self.timestamp.clone()));
+        if !self.extensions.is_empty() {
+            m.insert("libmooncake".into(), self.extensions.to_json());
+        }
         Value::Object(m)
     }
 
@@ -107,6 +174,7 @@ impl SegmentDescriptor {
             tcp_proto_version,
             rdma_server_name: obj.get("rdma_server_name").and_then(Value::as_str).unwrap_or_default().to_string(),
             timestamp: obj.get("timestamp").and_then(Value::as_str).unwrap_or_default().to_string(),
+            extensions: Extensions::from_json(obj.get("libmooncake")),
         })
     }
 }
@@ -166,6 +234,19 @@ mod tests {
         v["tcp_data_port"] = json!("15909");
         assert!(SegmentDescriptor::from_json(&v).is_err());
         assert!(SegmentDescriptor::from_json(&json!(null)).is_err());
+    }
+
+    #[test]
+    fn extensions_round_trip_and_bad_ones_are_ignored() {
+        let mut d = SegmentDescriptor::from_json(&wheel_sample()).unwrap();
+        d.extensions.tcp_framing = 1;
+        d.extensions.shm =
+            Some(ShmOffer { boot_id: "b".into(), pid: 7, fd: 3, nonce: "ab".into(), control_addr: 4096 });
+        let back = SegmentDescriptor::from_json(&d.to_json()).unwrap();
+        assert_eq!(back, d);
+        let mut v = wheel_sample();
+        v["libmooncake"] = json!({"shm": {"pid": "x"}, "tcp_framing": -1});
+        assert_eq!(SegmentDescriptor::from_json(&v).unwrap().extensions, Extensions::default());
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod redis;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use descriptor::{BufferDesc, SegmentDescriptor};
+pub use descriptor::{BufferDesc, Extensions, SegmentDescriptor, ShmOffer};
 pub use handshake::HandshakeService;
 pub use kv::{KvMetadata, KvStore, RpcMeta};
 
