@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side: our `mooncake-bench` against the `transfer_engine_bench` of Mooncake's published
-# wheel, same machine, same session, tcp over 127.0.0.1, P2P handshake.
+# wheel, same machine, same session, 127.0.0.1, P2P handshake. Mooncake always uses tcp (it has
+# no same-host path); ours uses PROTOCOL (tcp by default; shm for the same-host transport).
 #
 # For each (run, operation, block size) point, each implementation runs as two processes of its
 # own: a target (fresh per point, stopped by PID with SIGTERM) and an initiator with the same
@@ -29,6 +30,11 @@
 #   WHEEL_BENCH=path           the wheel's transfer_engine_bench; else found through the
 #                              wheel's python: MOONCAKE_WHEEL_PYTHON, $ANCHOR_HOME/venv/bin/python
 #                              or ~/.cache/mooncake-anchor/venv/bin/python
+#   PROTOCOL=tcp               our --protocol: tcp (tcp only), shm (same-host transport, an
+#                              error if not permitted) or auto; the wheel always gets tcp
+#   MEMCPY=0                   1 also measures a single-thread memcpy of the same blocks
+#                              (benches/memcpy_ref.c, built with cc) in every point and adds a
+#                              table of ours / memcpy
 #   OUT=dir                    where logs go (default: a new /tmp/mooncake-compare.XXXXXX)
 #   CARGO=cargo                cargo command; the script runs `cargo build --release` first
 #   NO_BUILD=1                 skip the build (use target/release/mooncake-bench as it is)
@@ -57,7 +63,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/mooncake-compare.XXXXXX)}
 mkdir -p "$OUT"
 BUF=$((BUF_MIB * 1024 * 1024))
-COMMON=(--metadata_server=P2PHANDSHAKE --local_server_name=127.0.0.1 --protocol=tcp)
+PROTOCOL=${PROTOCOL:-tcp}
+MEMCPY=${MEMCPY:-0}
+COMMON=(--metadata_server=P2PHANDSHAKE --local_server_name=127.0.0.1)
+proto_for() { [[ $1 == ours ]] && echo "--protocol=$PROTOCOL" || echo "--protocol=tcp"; }
 
 log() { echo "[compare] $*" >&2; }
 
@@ -65,7 +74,7 @@ if [[ -z "${NO_BUILD:-}" ]]; then
     log "cargo build --release"
     (cd "$ROOT" && $CARGO build --release --bin mooncake-bench >&2)
 fi
-OURS="$ROOT/target/release/mooncake-bench"
+OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/mooncake-bench"
 [[ -x "$OURS" ]] || { echo "no $OURS" >&2; exit 1; }
 
 if [[ -z "${WHEEL_BENCH:-}" ]]; then
@@ -97,10 +106,10 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
-# start_target BIN LOG: starts a target, sets TARGET_PID and SEGMENT.
+# start_target BIN LOG [PROTOCOL-FLAG]: starts a target, sets TARGET_PID and SEGMENT.
 start_target() {
-    local bin=$1 tlog=$2 i
-    "$bin" --mode=target "${COMMON[@]}" --buffer_size="$BUF" >"$tlog" 2>&1 &
+    local bin=$1 tlog=$2 pflag=${3:---protocol=tcp} i
+    "$bin" --mode=target "${COMMON[@]}" "$pflag" --buffer_size="$BUF" >"$tlog" 2>&1 &
     TARGET_PID=$!
     TARGET_PIDS+=("$TARGET_PID")
     SEGMENT=
@@ -141,11 +150,11 @@ measure() {
     local impl=$1 bin=$2 op=$3 bs=$4 run=$5 batch ilog gbps dur rc cpu_i cpu_t wall timer=() extra=()
     batch=$(batch_for "$bs")
     ilog="$OUT/${impl}_${op}_${bs}_run${run}.log"
-    start_target "$bin" "$ilog.target" || { echo -e "$impl\t$op\t$bs\t$batch\t$run\tNA\tNA\tNA\tNA\tNA" >>"$OUT/results.tsv"; return; }
+    start_target "$bin" "$ilog.target" "$(proto_for "$impl")" || { echo -e "$impl\t$op\t$bs\t$batch\t$run\tNA\tNA\tNA\tNA\tNA" >>"$OUT/results.tsv"; return; }
     [[ -x "$TIME" ]] && timer=("$TIME" -f "cpu %U %S %e" -o "$ilog.cpu")
     [[ $impl == ours ]] && extra=("${OURS_EXTRA[@]+"${OURS_EXTRA[@]}"}")
     rc=0
-    timeout $((DURATION + 60)) "${timer[@]}" "$bin" --mode=initiator "${COMMON[@]}" --segment_id="$SEGMENT" \
+    timeout $((DURATION + 60)) "${timer[@]}" "$bin" --mode=initiator "${COMMON[@]}" "$(proto_for "$impl")" --segment_id="$SEGMENT" \
         --operation="$op" --block_size="$bs" --batch_size="$batch" --threads="$THREADS" \
         --duration="$DURATION" --buffer_size="$BUF" --report_unit=GB --report_precision=4 \
         "${extra[@]+"${extra[@]}"}" >"$ilog" 2>&1 || rc=$?
@@ -167,7 +176,18 @@ measure() {
 }
 
 : >"$OUT/results.tsv"
-log "ours: $OURS; wheel: $WHEEL_BENCH; logs: $OUT"
+log "ours: $OURS (--protocol=$PROTOCOL); wheel: $WHEEL_BENCH (--protocol=tcp); logs: $OUT"
+if [[ "$MEMCPY" == 1 ]]; then
+    cc -O2 -o "$OUT/memcpy_ref" "$ROOT/benches/memcpy_ref.c"
+fi
+# memcpy_point OP BS RUN: one single-thread memcpy measurement; appends a TSV row like measure.
+memcpy_point() {
+    local op=$1 bs=$2 run=$3 line gbps
+    line=$("$OUT/memcpy_ref" "$bs" "$BUF" "$DURATION")
+    gbps=$(sed -n 's/.*throughput \([0-9.]*\) GB\/s.*/\1/p' <<<"$line")
+    echo -e "memcpy\t$op\t$bs\t$(batch_for "$bs")\t$run\t${gbps:-NA}\tNA\tNA\tNA\tNA" >>"$OUT/results.tsv"
+    log "run $run $op bs=$bs memcpy: ${gbps:-NA} GB/s"
+}
 for run in $(seq "$RUNS"); do
     for op in $OPS; do
         for bs in $SIZES; do
@@ -178,6 +198,7 @@ for run in $(seq "$RUNS"); do
                 measure mooncake "$WHEEL_BENCH" "$op" "$bs" "$run"
                 measure ours "$OURS" "$op" "$bs" "$run"
             fi
+            if [[ "$MEMCPY" == 1 ]]; then memcpy_point "$op" "$bs" "$run"; fi
         done
     done
 done
@@ -189,7 +210,7 @@ human() {
     else echo "$b B"; fi
 }
 
-echo "### mooncake-bench${OURS_FLAGS:+ ($OURS_FLAGS)} vs Mooncake transfer_engine_bench (tcp, 127.0.0.1, threads=$THREADS, ${DURATION} s per run, $RUNS runs)"
+echo "### mooncake-bench --protocol=$PROTOCOL${OURS_FLAGS:+ ($OURS_FLAGS)} vs Mooncake transfer_engine_bench (tcp, 127.0.0.1, threads=$THREADS, ${DURATION} s per run, $RUNS runs)"
 echo
 echo "Cells: median (min-max) over the runs. GB/s = 1e9 bytes/s. ratio = ours / Mooncake, paired per run."
 echo
@@ -214,6 +235,32 @@ for op in $OPS; do
     done
 done
 echo
+
+if [[ "$MEMCPY" == 1 ]]; then
+    echo "Against a single-thread memcpy of the same blocks over the same buffer size in the same run (benches/memcpy_ref.c): ratio = ours / memcpy, paired per run."
+    echo
+    echo "| op | block | ours GB/s | memcpy GB/s | ours / memcpy | Blocks/s ours | Blocks/s Mooncake |"
+    echo "|---|---|---|---|---|---|---|"
+    for op in $OPS; do
+        for bs in $SIZES; do
+            awk -F'\t' -v op="$op" -v bs="$bs" -v label="$(human "$bs")" '
+                function sort(a, n,   i, j, t) { for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t } }
+                function med(a, n) { if (n == 0) return "n/a"; sort(a, n); return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+                $2 == op && $3 == bs { if ($6 != "NA") { v[$1, $5] = $6 + 0; seen[$1, $5] = 1 }; runs[$5] = 1 }
+                END {
+                    for (r in runs) {
+                        if ((("ours", r) in seen)) o[++no] = v["ours", r]
+                        if ((("mooncake", r) in seen)) mk[++nk] = v["mooncake", r]
+                        if ((("memcpy", r) in seen)) m[++nm] = v["memcpy", r]
+                        if ((("ours", r) in seen) && (("memcpy", r) in seen) && v["memcpy", r] > 0) q[++nq] = v["ours", r] / v["memcpy", r]
+                    }
+                    mo = med(o, no); mm = med(m, nm); mq = med(q, nq); mmk = med(mk, nk)
+                    printf "| %s | %s | %s | %s | %s | %s | %s |\n", op, label, (no ? sprintf("%.3f", mo) : "n/a"), (nm ? sprintf("%.3f", mm) : "n/a"), (nq ? sprintf("%.2f", mq) : "n/a"), (no ? sprintf("%.0f", mo * 1e9 / bs) : "n/a"), (nk ? sprintf("%.0f", mmk * 1e9 / bs) : "n/a")
+                }' "$OUT/results.tsv"
+        done
+    done
+    echo
+fi
 
 echo "CPU (user + sys of the target and initiator processes over the initiator's whole life, set-up included; medians over the runs): busy cores = CPU s / initiator wall time (this machine has $(nproc)); CPU s per GB = CPU s / GB moved in the timed run."
 echo
@@ -244,9 +291,12 @@ if [[ "$VERIFY" == 1 ]]; then
             for bs in $SIZES; do
                 batch=$(batch_for "$bs")
                 vlog="$OUT/verify_${tgt}_${op}_${bs}.log"
-                start_target "$tbin" "$vlog.target" || { vfail=1; continue; }
+                start_target "$tbin" "$vlog.target" "$(proto_for "$tgt")" || { vfail=1; continue; }
+                # Towards the wheel's target the same-host path is not offered: shm would refuse.
+                vproto="--protocol=$PROTOCOL"
+                [[ $tgt == mooncake && $PROTOCOL == shm ]] && vproto=--protocol=auto
                 rc=0
-                timeout 120 "$OURS" --mode=initiator "${COMMON[@]}" --segment_id="$SEGMENT" --operation="$op" \
+                timeout 120 "$OURS" --mode=initiator "${COMMON[@]}" "$vproto" --segment_id="$SEGMENT" --operation="$op" \
                     --block_size="$bs" --batch_size="$batch" --threads="$THREADS" --duration=1 \
                     --buffer_size="$BUF" --verify >"$vlog" 2>&1 || rc=$?
                 end_target

@@ -56,12 +56,41 @@ pub struct Config {
     /// `MOONCAKE_METADATA_LEASE_TTL_S` (ours): an engine's keys in etcd (a lease) and redis (an
     /// expiry) outlive its last keep-alive by this long, so a killed engine disappears.
     pub metadata_lease_ttl: Duration,
+    /// `MOONCAKE_SHM` (ours): `auto` (default: offer the same-host path and use it where the
+    /// kernel permits), `off` (neither), `require` (a same-host peer that cannot be reached
+    /// that way is an error instead of falling back to TCP).
+    pub same_host: SameHost,
+    /// `MOONCAKE_SHM_REVOKE_TIMEOUT_MS` (ours, default 1000): how long unregistering waits for a
+    /// same-host copier before cutting it off.
+    pub shm_revoke_timeout: Duration,
     /// `MC_REDIS_USERNAME`, `MC_REDIS_PASSWORD`: redis `AUTH`, as Mooncake sends it.
     pub redis_username: Option<String>,
     pub redis_password: Option<String>,
     /// `MC_REDIS_DB_INDEX` (0..=255, Mooncake's range): the database `SELECT`ed (unset: the
     /// one the URL names, else 0).
     pub redis_db_index: Option<u8>,
+}
+
+/// See [`Config::same_host`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameHost {
+    Auto,
+    Off,
+    Require,
+}
+
+impl SameHost {
+    fn from_env() -> SameHost {
+        match std::env::var("MOONCAKE_SHM").as_deref().map(str::trim) {
+            Err(_) | Ok("") | Ok("auto") | Ok("1") => SameHost::Auto,
+            Ok("off") | Ok("0") => SameHost::Off,
+            Ok("require") => SameHost::Require,
+            Ok(other) => {
+                tracing::warn!("MOONCAKE_SHM={other:?} is not auto, off or require; using auto");
+                SameHost::Auto
+            }
+        }
+    }
 }
 
 impl Config {
@@ -101,6 +130,8 @@ impl Config {
             metadata_timeout: Duration::from_millis(env_u64("MOONCAKE_METADATA_TIMEOUT_MS", 3000, 10, 600_000)),
             metadata_refresh: Duration::from_millis(env_u64("MOONCAKE_METADATA_REFRESH_MS", 2000, 10, 3_600_000)),
             metadata_lease_ttl: Duration::from_secs(env_u64("MOONCAKE_METADATA_LEASE_TTL_S", 10, 2, 86_400)),
+            same_host: SameHost::from_env(),
+            shm_revoke_timeout: Duration::from_millis(env_u64("MOONCAKE_SHM_REVOKE_TIMEOUT_MS", 1000, 1, 600_000)),
             redis_username: std::env::var("MC_REDIS_USERNAME").ok().filter(|s| !s.is_empty()),
             redis_password: std::env::var("MC_REDIS_PASSWORD").ok().filter(|s| !s.is_empty()),
             redis_db_index: std::env::var_os("MC_REDIS_DB_INDEX")

@@ -29,7 +29,9 @@ pub struct Flags {
     #[arg(long, default_value = "read", value_parser = ["read", "write"])]
     pub operation: String,
 
-    /// Transfer protocol. This build serves `tcp`; others are refused with an error.
+    /// Transfer protocol: `tcp` (TCP only), `shm` (the same-host transport, an error when the
+    /// target cannot be reached by it), `auto` (same-host where permitted, else TCP). Others,
+    /// such as `rdma`, are refused with an error in this build.
     #[arg(long, default_value = "rdma")]
     pub protocol: String,
 

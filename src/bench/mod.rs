@@ -24,6 +24,7 @@ pub mod target;
 
 pub use flags::Flags;
 
+use crate::config::SameHost;
 use crate::engine::{EngineOptions, TransferEngine};
 use crate::metadata::naming;
 use buffer::Buffer;
@@ -95,18 +96,39 @@ pub fn run(flags: &mut Flags) -> Result<i32, BenchError> {
 /// host, port)`, then installs `--protocol` unless `--auto_discovery` installed transports.
 pub(crate) fn start_engine(flags: &Flags) -> Result<TransferEngine, BenchError> {
     let (host, port) = naming::split_host_port(&flags.local_server_name, DEFAULT_RPC_PORT);
-    let engine = TransferEngine::new(EngineOptions {
-        metadata: flags.metadata_server.clone(),
-        local_server_name: flags.local_server_name.clone(),
-        ip_or_host_name: host,
-        rpc_port: port.into(),
-        auto_discover: flags.auto_discovery,
-    })
+    let mut config = crate::config::Config::from_env();
+    // `shm` and `auto` ride on an engine with tcp installed: the same-host path is chosen per
+    // peer from its descriptor, and `auto` falls back to tcp.
+    let install = match flags.protocol.as_str() {
+        "tcp" => {
+            config.same_host = SameHost::Off;
+            "tcp"
+        }
+        "shm" => {
+            config.same_host = SameHost::Require;
+            "tcp"
+        }
+        "auto" => {
+            config.same_host = SameHost::Auto;
+            "tcp"
+        }
+        other => other,
+    };
+    let engine = TransferEngine::with_config(
+        EngineOptions {
+            metadata: flags.metadata_server.clone(),
+            local_server_name: flags.local_server_name.clone(),
+            ip_or_host_name: host,
+            rpc_port: port.into(),
+            auto_discover: flags.auto_discovery,
+        },
+        config,
+    )
     .map_err(|e| BenchError::setup(format!("cannot start the transfer engine: {e}")))?;
     if !flags.auto_discovery {
-        engine
-            .install_transport(&flags.protocol)
-            .map_err(|e| BenchError::setup(format!("--protocol={}: {e}; use --protocol=tcp", flags.protocol)))?;
+        engine.install_transport(install).map_err(|e| {
+            BenchError::setup(format!("--protocol={}: {e}; use --protocol=tcp, shm or auto", flags.protocol))
+        })?;
     }
     Ok(engine)
 }

@@ -35,6 +35,16 @@ fn resolve(region: Region) -> Region {
     region.resolving(resolved)
 }
 
+impl super::EngineShared {
+    /// Gives same-host peers the current table of remotely accessible regions; when
+    /// `revoking`, returns once none of them can still write into a removed one.
+    fn sync_same_host(&self, revoking: bool) {
+        if let Some(export) = &self.shm_export {
+            export.sync(|| self.regions.remote_regions(), revoking);
+        }
+    }
+}
+
 impl TransferEngine {
     /// Registers `[addr, addr + len)`. A remotely accessible region is published in the
     /// descriptor at once and may be read and written by peers; a private one may only be the
@@ -48,6 +58,7 @@ impl TransferEngine {
         let region = resolve(Region::new(addr, len, location, remote_accessible));
         let resolved = region.resolved_location.clone();
         self.shared.regions.insert_all(vec![region]).map_err(region_error)?;
+        self.shared.sync_same_host(false);
         self.shared.publish();
         tracing::debug!(addr = format_args!("{addr:#x}"), len, location, %resolved, remote_accessible, "registered memory");
         Ok(())
@@ -62,6 +73,7 @@ impl TransferEngine {
         }
         let regions = entries.iter().map(|&(a, l)| resolve(Region::new(a, l, location, true))).collect();
         self.shared.regions.insert_all(regions).map_err(region_error)?;
+        self.shared.sync_same_host(false);
         self.shared.publish();
         Ok(())
     }
@@ -76,6 +88,7 @@ impl TransferEngine {
     /// has ended; from then on no peer can touch it.
     pub fn unregister_memory(&self, addr: u64) -> Result<()> {
         self.shared.regions.remove(addr).map_err(region_error)?;
+        self.shared.sync_same_host(true);
         self.shared.publish();
         Ok(())
     }
@@ -83,6 +96,7 @@ impl TransferEngine {
     /// Unregisters several regions: all of them, or none when one is not registered.
     pub fn unregister_memory_batch(&self, addrs: &[u64]) -> Result<()> {
         self.shared.regions.remove_all(addrs).map_err(region_error)?;
+        self.shared.sync_same_host(true);
         self.shared.publish();
         Ok(())
     }

@@ -103,6 +103,10 @@ pub(crate) struct EngineShared {
     metadata: Arc<dyn MetadataStore>,
     local: Arc<LocalTransport>,
     tcp: RwLock<Option<Arc<TcpTransport>>>,
+    /// Same-host copies to peers that offer them (initiator side).
+    shm: Arc<crate::transport::shm::ShmTransport>,
+    /// This engine's offer of the same-host path (target side); `None` when off or unavailable.
+    shm_export: Option<crate::transport::shm::ShmExport>,
     /// NUMA nodes, NICs and the NIC priority matrix (`topology.rs`).
     topology: RwLock<Arc<crate::topology::Topology>>,
     handshake: Mutex<Option<HandshakeServer>>,
@@ -167,6 +171,10 @@ impl TransferEngine {
             segments,
             metadata,
             tcp: RwLock::new(None),
+            shm: Arc::new(crate::transport::shm::ShmTransport::new()),
+            shm_export: (config.same_host != crate::config::SameHost::Off)
+                .then(|| crate::transport::shm::ShmExport::create(config.shm_revoke_timeout))
+                .flatten(),
             topology: RwLock::new(Arc::new(topology::initial(&config, opts.auto_discover))),
             handshake: Mutex::new(None),
             publisher: Mutex::new(None),
@@ -317,7 +325,9 @@ impl TransferEngine {
 
     /// Open links of every transport.
     pub fn links(&self) -> Vec<LinkInfo> {
-        self.shared.tcp.read().as_ref().map(|t| t.links()).unwrap_or_default()
+        let mut links = self.shared.tcp.read().as_ref().map(|t| t.links()).unwrap_or_default();
+        links.extend(self.shared.shm.links());
+        links
     }
 
     /// A description of open links: JSON (an array of objects) or one line per link.
@@ -390,7 +400,10 @@ impl EngineShared {
             tcp_proto_version: 2,
             rdma_server_name: String::new(),
             timestamp: metadata::descriptor::timestamp_now(),
-            extensions: metadata::descriptor::Extensions::default(),
+            extensions: metadata::descriptor::Extensions {
+                shm: self.shm_export.as_ref().map(|e| e.offer()),
+                tcp_framing: tcp.as_ref().map_or(0, |_| crate::transport::tcp::local_framing()),
+            },
         }
     }
 
@@ -454,6 +467,11 @@ impl EngineShared {
         if let Some(tcp) = self.tcp.write().take() {
             tcp.shutdown();
         }
+        // No peer copies into this process once this returns.
+        if let Some(export) = &self.shm_export {
+            export.close();
+        }
+        self.shm.shutdown();
         self.local.shutdown();
         if self.registered.load(std::sync::atomic::Ordering::Acquire)
             && let Err(e) = self.metadata.withdraw_segment(&self.server_name)

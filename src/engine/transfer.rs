@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use super::batch::{BatchOutcome, PendingNotify, ReserveError, TaskStatus};
+use super::batch::{BatchOutcome, PendingNotify, ReserveError, TaskStatus, cut_task};
 use super::{EngineShared, Error, Result, TransferEngine};
+use crate::config::SameHost;
 use crate::error::Code;
+use crate::transport::shm::ShmRoute;
 use crate::transport::tcp::PeerAddress;
 use crate::transport::{CompletionSink, Opcode, Route, Slice, Transport};
 
@@ -182,29 +184,32 @@ impl TransferEngine {
                 )
             })?;
         let sink: Arc<dyn CompletionSink> = b;
+        // One group per route, each with room for all of its slices: the slices are counted
+        // first, so that building them allocates once per route, never per request or slice.
+        let mut group_of = Vec::with_capacity(plans.len());
         let mut groups: Vec<(Route, Arc<dyn Transport>, Vec<Slice>)> = Vec::new();
-        for (i, (plan, req)) in plans.into_iter().zip(requests).enumerate() {
-            let group = match groups.iter().position(|(r, _, _)| *r == plan.route) {
-                Some(g) => g,
-                None => {
-                    groups.push((plan.route.clone(), plan.transport.clone(), Vec::new()));
-                    groups.len() - 1
-                }
-            };
-            let slices = &mut groups[group].2;
-            let mut offset = 0u64;
-            while offset < req.length {
-                let len = (req.length - offset).min(plan.slice_size);
-                slices.push(Slice {
-                    opcode: req.opcode,
-                    local: (req.source + offset) as usize,
-                    remote: req.target_offset + offset,
-                    len,
-                    sink: sink.clone(),
-                    task: first + i,
-                });
-                offset += len;
+        let mut sizes: Vec<usize> = Vec::new();
+        let mut last = usize::MAX;
+        for (plan, &count) in plans.iter().zip(&slice_counts) {
+            // Requests of one batch mostly share their route: try the previous one first.
+            if groups.get(last).is_none_or(|(r, _, _)| *r != plan.route) {
+                last = match groups.iter().position(|(r, _, _)| *r == plan.route) {
+                    Some(g) => g,
+                    None => {
+                        groups.push((plan.route.clone(), plan.transport.clone(), Vec::new()));
+                        sizes.push(0);
+                        groups.len() - 1
+                    }
+                };
             }
+            group_of.push(last);
+            sizes[last] += count as usize;
+        }
+        for ((_, _, slices), &size) in groups.iter_mut().zip(&sizes) {
+            slices.reserve_exact(size);
+        }
+        for (i, ((plan, req), &g)) in plans.iter().zip(requests).zip(&group_of).enumerate() {
+            cut_task(req, plan.slice_size, &sink, first + i, &mut groups[g].2);
         }
         for (route, transport, slices) in groups {
             if let Err(e) = transport.submit(&route, slices) {
@@ -277,6 +282,9 @@ impl EngineShared {
             segment = self.segments.get(r.target_id).ok_or_else(|| Error::invalid("segment closed meanwhile"))?;
         }
         let d = &segment.descriptor;
+        if let Some(plan) = self.plan_same_host(&segment.name, d, r.length)? {
+            return Ok(plan);
+        }
         if !d.speaks_tcp() {
             return Err(Error::new(
                 Code::NotSupportedTransport,
@@ -301,9 +309,40 @@ impl EngineShared {
                 format!("segment {} publishes no tcp data address", segment.name),
             ));
         }
-        let route = Route::Tcp(PeerAddress { host, port: d.tcp_data_port, v2: d.tcp_proto_version >= 2 });
+        let route = Route::Tcp(PeerAddress {
+            host,
+            port: d.tcp_data_port,
+            v2: d.tcp_proto_version >= 2,
+            framing: d.extensions.tcp_framing,
+        });
         let transport: Arc<dyn Transport> = tcp;
         Ok(Plan { route, slice_size: transport.slice_size(), transport, length: r.length })
+    }
+
+    /// The same-host route when the target offers it, the kernel permits it and tcp is
+    /// installed (the same-host path stands in for tcp towards peers on this kernel, so
+    /// uninstalling tcp ends it too); `None` to go on with TCP (an error under
+    /// `MOONCAKE_SHM=require`).
+    fn plan_same_host(&self, name: &str, d: &crate::metadata::SegmentDescriptor, length: u64) -> Result<Option<Plan>> {
+        if self.config.same_host == SameHost::Off || self.tcp.read().is_none() {
+            return Ok(None);
+        }
+        if let Some(peer) = d.extensions.shm.as_ref().and_then(|offer| self.shm.attach(offer)) {
+            let transport: Arc<dyn Transport> = self.shm.clone();
+            return Ok(Some(Plan {
+                route: Route::Shm(ShmRoute(peer)),
+                slice_size: transport.slice_size(),
+                transport,
+                length,
+            }));
+        }
+        if self.config.same_host == SameHost::Require {
+            return Err(Error::new(
+                Code::NotSupportedTransport,
+                format!("segment {name} cannot be reached by the same-host transport (MOONCAKE_SHM=require)"),
+            ));
+        }
+        Ok(None)
     }
 
     fn local_transport(&self) -> Arc<dyn Transport> {

@@ -4,11 +4,14 @@
 //! from the two segments' descriptors; callers never choose.
 //!
 //! - [`local`]: the target segment is this engine: one memcpy, no socket.
+//! - [`shm`]: same host, other process: one cross-memory copy, checked by the initiator
+//!   against the target's published table (ours only; offered in the descriptor).
 //! - [`tcp`]: Mooncake's TCP data protocol, v2 (acknowledged) and v1 (`wire.md` §4).
 
 pub mod local;
 pub mod log_limit;
 pub mod memory;
+pub mod shm;
 pub mod tcp;
 
 use std::sync::Arc;
@@ -59,6 +62,8 @@ pub enum Route {
     Local,
     /// Another engine, reached over TCP.
     Tcp(tcp::PeerAddress),
+    /// Another process on this host that offered the same-host path.
+    Shm(shm::ShmRoute),
 }
 
 /// One open connection group, as `showLinks` reports it.

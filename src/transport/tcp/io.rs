@@ -126,3 +126,277 @@ pub fn try_recv_frame_now(sock: &TcpStream) -> Option<[u8; 8]> {
     };
     (n == 8).then_some(buf)
 }
+
+/// One contiguous range of memory for vectored I/O (an address, not a Rust slice: the memory
+/// may be a registered region the program does not own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    pub ptr: usize,
+    pub len: usize,
+}
+
+/// How far a vectored transfer over a list of [`Piece`]s has got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// Index of the first piece not completely moved.
+    pub piece: usize,
+    /// Bytes of that piece already moved.
+    pub offset: usize,
+}
+
+impl Cursor {
+    pub fn done(&self, pieces: &[Piece]) -> bool {
+        self.piece >= pieces.len()
+    }
+
+    /// Moves the cursor on by `n` bytes (and past empty pieces).
+    fn advance(&mut self, pieces: &[Piece], mut n: usize) {
+        while self.piece < pieces.len() {
+            let left = pieces[self.piece].len - self.offset;
+            if n < left {
+                self.offset += n;
+                return;
+            }
+            n -= left;
+            self.piece += 1;
+            self.offset = 0;
+        }
+    }
+}
+
+/// `IOV_MAX` on Linux: the most pieces one `sendmsg`/`recvmsg` takes.
+const IOV_MAX: usize = 1024;
+
+/// Builds the iovecs of at most `IOV_MAX` pieces from `cur` into `iov`; returns how many.
+fn fill_iov(pieces: &[Piece], cur: &Cursor, iov: &mut [libc::iovec; IOV_MAX]) -> usize {
+    let mut n = 0;
+    for (i, p) in pieces[cur.piece..].iter().enumerate() {
+        if n == IOV_MAX {
+            break;
+        }
+        let skip = if i == 0 { cur.offset } else { 0 };
+        if p.len == skip {
+            continue;
+        }
+        iov[n] = libc::iovec { iov_base: (p.ptr + skip) as *mut libc::c_void, iov_len: p.len - skip };
+        n += 1;
+    }
+    n
+}
+
+/// The outcome of one vectored call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Moved {
+    /// This many bytes moved (at least one).
+    Bytes(usize),
+    /// `MSG_DONTWAIT` and the socket was not ready.
+    NotReady,
+}
+
+/// One `sendmsg` (or `recvmsg`) over the pieces from `cur` on, which moves `cur` on. With
+/// `dontwait`, a socket that is not ready gives [`Moved::NotReady`]; without it, the socket's
+/// timeout gives `TimedOut`. A receive that finds the peer closed gives `UnexpectedEof`.
+///
+/// # Safety
+/// Every piece must be valid for reads (send) or writes (receive) of its length for the
+/// duration of the call.
+pub unsafe fn vectored(
+    sock: &TcpStream,
+    send: bool,
+    pieces: &[Piece],
+    cur: &mut Cursor,
+    dontwait: bool,
+) -> Result<Moved> {
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; IOV_MAX];
+    let count = fill_iov(pieces, cur, &mut iov);
+    if count == 0 {
+        cur.advance(pieces, 0);
+        return Ok(Moved::Bytes(0));
+    }
+    let flags = if dontwait { libc::MSG_DONTWAIT } else { 0 };
+    loop {
+        // SAFETY: an all-zero msghdr is valid; the iovecs point into the caller's valid pieces.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = count;
+        let fd = sock.as_raw_fd();
+        // SAFETY: `msg` refers to live iovecs over memory the caller vouches for.
+        let n = unsafe {
+            if send { libc::sendmsg(fd, &msg, flags | libc::MSG_NOSIGNAL) } else { libc::recvmsg(fd, &mut msg, flags) }
+        };
+        if n > 0 {
+            cur.advance(pieces, n as usize);
+            return Ok(Moved::Bytes(n as usize));
+        }
+        if n == 0 && !send {
+            return Err(Error::new(ErrorKind::UnexpectedEof, "peer closed the connection"));
+        }
+        let raw = Error::last_os_error();
+        match raw.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) if dontwait => return Ok(Moved::NotReady),
+            _ => return Err(last_error_from(raw)),
+        }
+    }
+}
+
+fn last_error_from(e: Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => Error::new(ErrorKind::TimedOut, "no progress within the timeout"),
+        _ => e,
+    }
+}
+
+/// Moves every piece (blocking; the socket's timeouts bound each call).
+///
+/// # Safety
+/// As for [`vectored`].
+pub unsafe fn vectored_all(sock: &TcpStream, send: bool, pieces: &[Piece]) -> Result<()> {
+    let mut cur = Cursor::default();
+    while !cur.done(pieces) {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { vectored(sock, send, pieces, &mut cur, false)? };
+    }
+    Ok(())
+}
+
+/// Waits until `sock` can take more bytes, at most `timeout`; false when it still cannot.
+pub fn wait_writable(sock: &TcpStream, timeout: std::time::Duration) -> bool {
+    let mut pfd = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    n == 1
+}
+
+/// A receive buffer in front of a socket: small frames arrive with one `recv` for several of
+/// them, and payloads go straight from the socket into their destinations once the buffered
+/// bytes are used up, so large transfers are not copied twice.
+pub struct Reader {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Reader {
+    pub fn new(capacity: usize) -> Reader {
+        Reader { buf: vec![0u8; capacity].into_boxed_slice(), start: 0, end: 0 }
+    }
+
+    /// Bytes received and not consumed yet.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        assert!(n <= self.end - self.start, "consumed more than buffered");
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Makes sure at least `n` (at most the capacity) bytes are buffered, receiving as many as
+    /// fit. `Ok(false)`: the peer closed with nothing buffered (a clean end between frames);
+    /// `Err(WouldBlock)`: the timeout passed with nothing buffered (an idle connection).
+    pub fn fill(&mut self, sock: &TcpStream, n: usize) -> Result<bool> {
+        assert!(n <= self.buf.len(), "frame larger than the receive buffer");
+        if self.end - self.start >= n {
+            return Ok(true);
+        }
+        if self.buf.len() - self.start < n {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        while self.end - self.start < n {
+            let empty = self.end == self.start;
+            let free = &mut self.buf[self.end..];
+            // SAFETY: the destination is the free tail of `buf`.
+            let got = unsafe { libc::recv(sock.as_raw_fd(), free.as_mut_ptr() as *mut libc::c_void, free.len(), 0) };
+            match got {
+                0 if empty => return Ok(false),
+                0 => return Err(Error::new(ErrorKind::UnexpectedEof, "peer closed mid-frame")),
+                g if g > 0 => self.end += g as usize,
+                _ => {
+                    let e = last_error();
+                    match e.kind() {
+                        ErrorKind::Interrupted => {}
+                        ErrorKind::TimedOut if empty => return Err(ErrorKind::WouldBlock.into()),
+                        _ => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Moves the next bytes of the stream into `pieces`, in order: the buffered ones first
+    /// (copied), the rest straight from the socket.
+    ///
+    /// # Safety
+    /// Every piece must be valid for writes of its length for the duration of the call.
+    pub unsafe fn read_into(&mut self, sock: &TcpStream, pieces: &[Piece]) -> Result<()> {
+        let mut cur = Cursor::default();
+        while !cur.done(pieces) && self.start < self.end {
+            let p = pieces[cur.piece];
+            let n = (p.len - cur.offset).min(self.end - self.start);
+            // SAFETY: the destination is inside a piece the caller vouches for; the source is
+            // the buffered part of `buf`, which no piece can overlap (it is private).
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.buf[self.start..].as_ptr(), (p.ptr + cur.offset) as *mut u8, n)
+            };
+            self.consume(n);
+            cur.advance(pieces, n);
+        }
+        while !cur.done(pieces) {
+            // SAFETY: forwarded caller guarantees.
+            unsafe { vectored(sock, false, pieces, &mut cur, false)? };
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_advances_across_and_past_empty_pieces() {
+        let p = [Piece { ptr: 0, len: 3 }, Piece { ptr: 0, len: 0 }, Piece { ptr: 0, len: 2 }];
+        let mut c = Cursor::default();
+        c.advance(&p, 2);
+        assert_eq!(c, Cursor { piece: 0, offset: 2 });
+        c.advance(&p, 1);
+        assert_eq!(c, Cursor { piece: 2, offset: 0 });
+        c.advance(&p, 2);
+        assert!(c.done(&p));
+    }
+
+    #[test]
+    fn reader_serves_buffered_bytes_then_the_socket() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let sender = {
+            let data = data.clone();
+            std::thread::spawn(move || send_all(&a, &data).unwrap())
+        };
+        let mut r = Reader::new(1024);
+        assert!(r.fill(&b, 10).unwrap());
+        assert_eq!(&r.buffered()[..10], &data[..10]);
+        r.consume(10);
+        let mut out = vec![0u8; data.len() - 10];
+        let half = out.len() / 2;
+        let pieces = [
+            Piece { ptr: out.as_mut_ptr() as usize, len: half },
+            Piece { ptr: out.as_mut_ptr() as usize + half, len: out.len() - half },
+        ];
+        // SAFETY: both pieces lie inside `out`.
+        unsafe { r.read_into(&b, &pieces).unwrap() };
+        assert_eq!(&out[..], &data[10..]);
+        sender.join().unwrap();
+    }
+}

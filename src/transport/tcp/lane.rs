@@ -27,6 +27,9 @@ pub struct PeerAddress {
     pub port: u16,
     /// Acknowledged framing: the peer's descriptor says `tcp_proto_version >= 2`.
     pub v2: bool,
+    /// Our framing version the peer's descriptor offers (`libmooncake.tcp_framing`); 0: a
+    /// Mooncake peer (or one of ours with it switched off), which gets Mooncake's protocol.
+    pub framing: u32,
 }
 
 impl std::fmt::Display for PeerAddress {

@@ -1,6 +1,11 @@
 //! Mooncake's TCP transport: a data server that answers Mooncake's protocol (v2 and v1) and
-//! initiator lanes that speak it (`wire.md` §4).
+//! initiator lanes that speak it (`wire.md` §4), plus our own framing (`frame.rs`: many requests
+//! per frame, several frames in flight), offered in our descriptors and used only when both ends
+//! are ours. The server tells the two apart by a connection's first header.
 
+pub mod frame;
+mod framed_lane;
+mod framed_server;
 pub mod io;
 pub mod lane;
 pub mod server;
@@ -12,6 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use framed_lane::FramedLink;
 use lane::PeerLink;
 pub use lane::{LaneSettings, PeerAddress};
 use server::DataServer;
@@ -21,6 +27,17 @@ use super::{Error, LinkInfo, Route, Slice, TargetMemory, Transport};
 /// Requests are cut into slices of this size, so that one large request spreads over the lanes
 /// (each slice is one Mooncake request: one header, one payload).
 pub const TCP_SLICE_SIZE: u64 = 1 << 20;
+
+/// The framing version this engine offers in its descriptor and uses towards peers that offer
+/// it: [`frame::FRAMING_VERSION`], or 0 when `MOONCAKE_TCP_FRAMING=0` (Mooncake's protocol only, for
+/// comparisons and as a way out). Read once per process.
+pub fn local_framing() -> u32 {
+    static FRAMING: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *FRAMING.get_or_init(|| match std::env::var("MOONCAKE_TCP_FRAMING") {
+        Ok(v) if v.trim() == "0" => 0,
+        _ => frame::FRAMING_VERSION,
+    })
+}
 
 /// Options of every data connection, both sides: `TCP_NODELAY` (requests are latency-bound and
 /// already written in as few calls as possible), send/receive timeouts, and `TCP_USER_TIMEOUT`
@@ -33,13 +50,43 @@ pub(crate) fn tune_data_socket(s: &std::net::TcpStream, progress_timeout: std::t
     socket2::SockRef::from(s).set_tcp_user_timeout(Some(progress_timeout))
 }
 
+/// The initiator side towards one peer: Mooncake's protocol, or our framing.
+#[derive(Clone)]
+enum Link {
+    Mooncake(Arc<PeerLink>),
+    Framed(Arc<FramedLink>),
+}
+
+impl Link {
+    fn submit(&self, slices: Vec<Slice>) {
+        match self {
+            Link::Mooncake(l) => l.submit(slices),
+            Link::Framed(l) => l.submit(slices),
+        }
+    }
+
+    fn info(&self) -> LinkInfo {
+        match self {
+            Link::Mooncake(l) => l.info(),
+            Link::Framed(l) => l.info(),
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Link::Mooncake(l) => l.close(),
+            Link::Framed(l) => l.close(),
+        }
+    }
+}
+
 /// See the module documentation.
 pub struct TcpTransport {
     server: Mutex<DataServer>,
     data_port: u16,
     settings: LaneSettings,
     /// Links by peer; `None` once shut down, so that no link can start after `shutdown`.
-    links: Mutex<Option<HashMap<PeerAddress, Arc<PeerLink>>>>,
+    links: Mutex<Option<HashMap<PeerAddress, Link>>>,
 }
 
 impl TcpTransport {
@@ -68,15 +115,28 @@ impl TcpTransport {
         self.server.lock().refused()
     }
 
+    /// Connections since start on which the data server spoke our framing (`frame.rs`).
+    pub fn framed_connections(&self) -> u64 {
+        self.server.lock().framed_connections()
+    }
+
     /// Connections the data server has open.
     pub fn server_connections(&self) -> usize {
         self.server.lock().connections()
     }
 
-    fn link(&self, addr: &PeerAddress) -> Option<Arc<PeerLink>> {
+    fn link(&self, addr: &PeerAddress) -> Option<Link> {
         let mut links = self.links.lock();
         let links = links.as_mut()?;
-        Some(links.entry(addr.clone()).or_insert_with(|| Arc::new(PeerLink::new(addr.clone(), self.settings))).clone())
+        if let Some(l) = links.get(addr) {
+            return Some(l.clone());
+        }
+        let link = if addr.framing.min(local_framing()) >= 1 {
+            Link::Framed(FramedLink::new(addr.clone(), self.settings))
+        } else {
+            Link::Mooncake(Arc::new(PeerLink::new(addr.clone(), self.settings)))
+        };
+        Some(links.entry(addr.clone()).or_insert(link).clone())
     }
 }
 
@@ -190,7 +250,8 @@ mod tests {
             settings(Duration::from_millis(200)),
         )
         .unwrap();
-        let route = Route::Tcp(PeerAddress { host: "127.0.0.1".into(), port: target.data_port(), v2: true });
+        let route =
+            Route::Tcp(PeerAddress { host: "127.0.0.1".into(), port: target.data_port(), v2: true, framing: 0 });
         let count = Arc::new(Count::default());
         let slices = |n: u64| -> Vec<Slice> {
             (0..n)
@@ -211,6 +272,72 @@ mod tests {
         initiator.submit(&route, slices(8)).unwrap();
         wait_until("8 more slices", || count.ok.load(Ordering::SeqCst) == 72);
         assert_eq!(count.failed.load(Ordering::SeqCst), 0);
+        initiator.shutdown();
+        target.shutdown();
+    }
+
+    /// Our framing end to end at the transport level: reads and writes of mixed sizes in one
+    /// submission, with refused entries failing alone.
+    #[test]
+    fn framed_links_move_mixed_slices_and_refuse_entries_alone() {
+        let target_mem = buffer(4 << 20);
+        let target = TcpTransport::start(
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            target_mem.clone(),
+            settings(lane::LANE_IDLE_EXIT),
+        )
+        .unwrap();
+        let src = buffer(4 << 20);
+        let initiator = TcpTransport::start(
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            src.clone(),
+            settings(lane::LANE_IDLE_EXIT),
+        )
+        .unwrap();
+        // SAFETY: `src` owns 4 MiB at `base`, and no transfer runs yet.
+        for (i, b) in unsafe { std::slice::from_raw_parts_mut(src.base as *mut u8, 4 << 20) }.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        // SAFETY: both buffers own 4 MiB at `base`; read only while no transfer runs.
+        let view = |b: &Buffer, from: u64, len: u64| {
+            unsafe { std::slice::from_raw_parts((b.base + from) as *const u8, len as usize) }.to_vec()
+        };
+        let route = Route::Tcp(PeerAddress {
+            host: "127.0.0.1".into(),
+            port: target.data_port(),
+            v2: true,
+            framing: frame::FRAMING_VERSION,
+        });
+        let count = Arc::new(Count::default());
+        let slice = |opcode, local: u64, remote: u64, len: u64| Slice {
+            opcode,
+            local: (src.base + local) as usize,
+            remote,
+            len,
+            sink: count.clone(),
+            task: 0,
+        };
+        // Writes of 1 B .. 1 MiB into the first 2 MiB, two refused ones among them.
+        let mut slices = Vec::new();
+        let mut off = 0u64;
+        for len in [1u64, 100, 4096, 4097, 65536, 1 << 20] {
+            slices.push(slice(Opcode::Write, off, target_mem.base + off, len));
+            off += len;
+        }
+        slices.push(slice(Opcode::Write, 0, target_mem.base + target_mem.len - 10, 20));
+        slices.push(slice(Opcode::Read, 0, 8, 8));
+        initiator.submit(&route, slices).unwrap();
+        wait_until("the writes", || count.ok.load(Ordering::SeqCst) + count.failed.load(Ordering::SeqCst) == 8);
+        assert_eq!((count.ok.load(Ordering::SeqCst), count.failed.load(Ordering::SeqCst)), (6, 2));
+        assert!(view(&target_mem, 0, off) == view(&src, 0, off));
+        // Read it all back into the upper half.
+        let back = 2u64 << 20;
+        initiator.submit(&route, vec![slice(Opcode::Read, back, target_mem.base, off)]).unwrap();
+        wait_until("the read", || count.ok.load(Ordering::SeqCst) == 7);
+        assert!(view(&src, back, off) == view(&target_mem, 0, off));
+        // A second connection may have opened for the second frame of the first submission.
+        assert!((1..=4).contains(&target.framed_connections()));
+        assert_eq!(target.refused_requests(), 2);
         initiator.shutdown();
         target.shutdown();
     }

@@ -1,7 +1,9 @@
 //! The TCP data server: answers Mooncake's data protocol on the engine's data port.
 //!
 //! One acceptor thread, one thread per connection (connections carry requests strictly one after
-//! another, `wire.md` §4.3). Every request is checked against the registered, remotely accessible
+//! another, `wire.md` §4.3; a connection in our framing carries frames one after another, see
+//! `framed_server.rs`). Blocking threads rather than an event loop: a request's wake-up is the
+//! kernel's wake of the one thread blocked on that socket, nothing more. Every request is checked against the registered, remotely accessible
 //! regions before a byte moves; a refused request gets the v2 rejected frame (v1: nothing) and
 //! its connection is closed, while other connections go on.
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::frame;
 use super::io::{recv_exact_raw, recv_frame, send_all, send_head_and_raw};
 use super::wire::{self, HEADER_LEN, Header};
 use crate::transport::TargetMemory;
@@ -36,14 +39,16 @@ struct Connections {
     ended: Vec<u64>,
 }
 
-struct Shared {
-    memory: Arc<dyn TargetMemory>,
-    stopping: AtomicBool,
+pub(super) struct Shared {
+    pub(super) memory: Arc<dyn TargetMemory>,
+    pub(super) stopping: AtomicBool,
     conns: Mutex<Connections>,
     progress_timeout: Duration,
-    refused: AtomicU64,
+    pub(super) refused: AtomicU64,
+    /// Connections that opened with our hello (`frame.rs`).
+    framed: AtomicU64,
     /// A peer can send refused requests in a loop: one warning per second is enough.
-    warnings: LogLimit,
+    pub(super) warnings: LogLimit,
 }
 
 /// A running data server. [`DataServer::stop`] (or drop) closes the listener and every
@@ -70,6 +75,7 @@ impl DataServer {
             conns: Mutex::new(Connections::default()),
             progress_timeout,
             refused: AtomicU64::new(0),
+            framed: AtomicU64::new(0),
             warnings: LogLimit::new(Duration::from_secs(1)),
         });
         let acceptor = {
@@ -86,6 +92,11 @@ impl DataServer {
     /// Requests refused since start (out-of-region and malformed).
     pub fn refused(&self) -> u64 {
         self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    /// Connections since start that spoke our framing rather than Mooncake's protocol.
+    pub fn framed_connections(&self) -> u64 {
+        self.shared.framed.load(Ordering::Relaxed)
     }
 
     /// Number of open connections.
@@ -173,9 +184,12 @@ fn start_connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Arc<S
     Ok(())
 }
 
-/// Serves requests on one connection until it closes, fails, or is refused.
+/// Serves requests on one connection until it closes, fails, or is refused. A connection that
+/// opens with our hello (`frame.rs`; a header Mooncake never sends) speaks our framing from then
+/// on; any other first header is a Mooncake request.
 fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
     let mut head = [0u8; HEADER_LEN];
+    let mut first = true;
     loop {
         match recv_frame(stream, &mut head) {
             Ok(true) => {}
@@ -190,6 +204,13 @@ fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
                 tracing::debug!(%peer, "tcp data server: connection ended: {e}");
                 return;
             }
+        }
+        if std::mem::take(&mut first)
+            && let Some(version) = frame::parse_hello(&head)
+        {
+            shared.framed.fetch_add(1, Ordering::Relaxed);
+            super::framed_server::serve(stream, peer, shared, version);
+            return;
         }
         let h = Header::decode(&head);
         if let Err(e) = serve_request(stream, &h, shared) {
