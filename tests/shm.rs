@@ -2,7 +2,8 @@
 //! processes (this test binary run again in a child role) copy straight between address spaces.
 //! Covered: data in both directions at every size, ranges outside the target's regions refused
 //! with the guards intact, unregistering while another process copies in a loop (no byte lands
-//! after the call returned), a copier killed mid-copy, another user falling back to TCP, and
+//! after the call returned), a copier killed mid-copy, a copier stopped mid-copy (cut off after
+//! the revoke timeout), another user and another pid namespace falling back to TCP, and
 //! `MOONCAKE_SHM=off|require`.
 
 mod support;
@@ -201,7 +202,11 @@ struct Writer {
 
 impl Writer {
     fn spawn(exe: &std::path::Path, target: &str, addr: u64, len: u64, as_nobody: bool) -> Writer {
-        let mut cmd = Command::new(exe);
+        Writer::spawn_in(Command::new(exe), target, addr, len, as_nobody)
+    }
+
+    /// `cmd` runs this test binary (directly, or through a wrapper such as `unshare`).
+    fn spawn_in(mut cmd: Command, target: &str, addr: u64, len: u64, as_nobody: bool) -> Writer {
         cmd.args(["--exact", "shm_writer_child", "--nocapture", "--test-threads=1"])
             .env("MC_CHILD_TARGET", target)
             .env("MC_CHILD_ADDR", addr.to_string())
@@ -322,7 +327,9 @@ fn a_copier_killed_mid_copy_does_not_hold_up_the_target() {
 /// A copy of this test binary that every user may run (the build directory may not be).
 fn world_executable_copy() -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("mooncake-shm-test-{}", std::process::id()));
+    static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mooncake-shm-test-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = dir.join("shm-test");
@@ -350,4 +357,149 @@ fn another_user_falls_back_to_tcp() {
     writer.stop();
     let _ = std::fs::remove_dir_all(exe.parent().unwrap());
     assert!(mem == pattern(len, 11), "the bytes came over tcp intact");
+}
+
+#[test]
+fn another_pid_namespace_falls_back_to_tcp() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and unshare(1) to start a process in a new pid namespace");
+        return;
+    }
+    let target = engine();
+    target.install_transport("tcp").unwrap();
+    let len = 1usize << 20;
+    let mut mem = vec![0u8; len];
+    let base = mem.as_mut_ptr() as u64;
+    target.register_memory(base, len as u64, "cpu:0", true).unwrap();
+    // A container's view: its own pid namespace and /proc, the same kernel and network.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc"]).arg(std::env::current_exe().unwrap());
+    let mut writer = Writer::spawn_in(cmd, target.server_name(), base, len as u64, false);
+    assert_eq!(writer.first_ok(), "tcp", "a process in another pid namespace cannot prove who the target is");
+    writer.stop();
+    assert!(mem == pattern(len, 11), "the bytes came over tcp intact");
+}
+
+/// The target role for the cut-off test: an engine (run as an unprivileged user) with a 64 MiB
+/// region, driven over stdin: `unregister` (prints `UNREGISTERED <ms>`, then clears the region,
+/// waits 200 ms while the copier runs on, and prints `LANDED <bytes>`), `dumpable` (prints
+/// `DUMPABLE <n>`), `quit`.
+#[test]
+fn shm_target_child() {
+    if std::env::var_os("MC_CHILD_TARGET_ROLE").is_none() {
+        return;
+    }
+    let e = TransferEngine::new(EngineOptions::p2p("127.0.0.1")).unwrap();
+    e.install_transport("tcp").unwrap();
+    let len = 64usize << 20;
+    let mut mem = vec![0u8; len];
+    let base = mem.as_mut_ptr() as u64;
+    e.register_memory(base, len as u64, "cpu:0", true).unwrap();
+    println!("\nTARGET {} {base}", e.server_name());
+    std::io::stdout().flush().unwrap();
+    let mut line = String::new();
+    while {
+        line.clear();
+        std::io::stdin().read_line(&mut line).unwrap_or(0) > 0
+    } {
+        match line.trim() {
+            "unregister" => {
+                let start = Instant::now();
+                e.unregister_memory(base).unwrap();
+                println!("UNREGISTERED {}", start.elapsed().as_millis());
+                std::io::stdout().flush().unwrap();
+                for i in 0..len {
+                    // SAFETY: our own live buffer.
+                    unsafe { std::ptr::write_volatile(mem.as_mut_ptr().add(i), 0) };
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                let landed = read_volatile_all(mem.as_ptr(), len).iter().filter(|&&b| b != 0).count();
+                println!("LANDED {landed}");
+            }
+            "dumpable" => {
+                // SAFETY: prctl with integer arguments.
+                println!("DUMPABLE {}", unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) });
+            }
+            _ => break,
+        }
+        std::io::stdout().flush().unwrap();
+    }
+    drop(mem);
+    std::process::exit(0);
+}
+
+fn read_tagged(out: &mut BufReader<std::process::ChildStdout>, tag: &str) -> String {
+    loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child exited before printing {tag}");
+        if let Some((_, rest)) = line.split_once(tag) {
+            return rest.trim().to_string();
+        }
+    }
+}
+
+/// A copier stopped (SIGSTOP) in the middle of a copy holds its slot busy: unregistering waits
+/// the revoke timeout, cuts it off (the target turns non-dumpable, so the kernel refuses the
+/// unprivileged copier), and returns; after SIGCONT no byte lands, the copier goes on over TCP,
+/// and the target becomes dumpable again once the copier's op is over.
+#[test]
+fn a_stalled_copier_is_cut_off() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run both sides as an unprivileged user");
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let exe = world_executable_copy();
+    let mut tcmd = Command::new(&exe);
+    tcmd.args(["--exact", "shm_target_child", "--nocapture", "--test-threads=1"])
+        .env("MC_CHILD_TARGET_ROLE", "1")
+        .env("MOONCAKE_SHM_REVOKE_TIMEOUT_MS", "300")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .uid(65534)
+        .gid(65534);
+    let mut target = tcmd.spawn().expect("spawn target");
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut tout = BufReader::new(target.stdout.take().unwrap());
+    let mut tin = target.stdin.take().unwrap();
+    let _target = KillOnDrop(target);
+    let line = read_tagged(&mut tout, "TARGET ");
+    let (name, base) = line.split_once(' ').unwrap();
+    let base: u64 = base.parse().unwrap();
+    let mut writer = Writer::spawn(&exe, name, base, 64 << 20, true);
+    assert_eq!(writer.first_ok(), "shm");
+    std::thread::sleep(Duration::from_millis(30));
+    let pid = writer.child.id() as i32;
+    // SAFETY: signals to our own child, by its PID.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    std::thread::sleep(Duration::from_millis(50));
+    writeln!(tin, "unregister").unwrap();
+    let waited: u64 = read_tagged(&mut tout, "UNREGISTERED ").parse().unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let landed: u64 = read_tagged(&mut tout, "LANDED ").parse().unwrap();
+    assert_eq!(landed, 0, "bytes landed after unregister returned (it waited {waited} ms)");
+    // The stop lands at the end of a copy (before the copier marks its op over) nearly always;
+    // then the unregister had to wait for the timeout and cut the copier off.
+    assert!(waited >= 300, "unregister returned after {waited} ms: the copier was not caught mid-copy");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        writeln!(tin, "dumpable").unwrap();
+        if read_tagged(&mut tout, "DUMPABLE ") == "1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the target stayed non-dumpable after the copier resumed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writeln!(tin, "quit").unwrap();
+    writer.stop();
+    let _ = std::fs::remove_dir_all(exe.parent().unwrap());
 }
