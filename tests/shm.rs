@@ -338,47 +338,51 @@ fn world_executable_copy() -> std::path::PathBuf {
     exe
 }
 
-#[test]
-fn another_user_falls_back_to_tcp() {
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to start a process of another user");
-        return;
-    }
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A tcp-capable target with 1 MiB registered; the writer `spawn` starts (given the target's
+/// name and address) must end up on tcp, and its bytes must arrive intact.
+fn falls_back_to_tcp(why: &str, spawn: impl FnOnce(&str, u64, u64) -> Writer) {
     let target = engine();
     target.install_transport("tcp").unwrap();
     let len = 1usize << 20;
     let mut mem = vec![0u8; len];
     let base = mem.as_mut_ptr() as u64;
     target.register_memory(base, len as u64, "cpu:0", true).unwrap();
-    let exe = world_executable_copy();
-    let mut writer = Writer::spawn(&exe, target.server_name(), base, len as u64, true);
-    assert_eq!(writer.first_ok(), "tcp", "another user's process may not copy into ours");
+    let mut writer = spawn(target.server_name(), base, len as u64);
+    assert_eq!(writer.first_ok(), "tcp", "{why}");
     writer.stop();
-    let _ = std::fs::remove_dir_all(exe.parent().unwrap());
     assert!(mem == pattern(len, 11), "the bytes came over tcp intact");
 }
 
 #[test]
+fn another_user_falls_back_to_tcp() {
+    if !is_root() {
+        eprintln!("skipped: needs root to start a process of another user");
+        return;
+    }
+    let exe = world_executable_copy();
+    falls_back_to_tcp("another user's process may not copy into ours", |name, base, len| {
+        Writer::spawn(&exe, name, base, len, true)
+    });
+    let _ = std::fs::remove_dir_all(exe.parent().unwrap());
+}
+
+#[test]
 fn another_pid_namespace_falls_back_to_tcp() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || Command::new("unshare").arg("--version").output().is_err() {
+    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
         eprintln!("skipped: needs root and unshare(1) to start a process in a new pid namespace");
         return;
     }
-    let target = engine();
-    target.install_transport("tcp").unwrap();
-    let len = 1usize << 20;
-    let mut mem = vec![0u8; len];
-    let base = mem.as_mut_ptr() as u64;
-    target.register_memory(base, len as u64, "cpu:0", true).unwrap();
-    // A container's view: its own pid namespace and /proc, the same kernel and network.
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc"]).arg(std::env::current_exe().unwrap());
-    let mut writer = Writer::spawn_in(cmd, target.server_name(), base, len as u64, false);
-    assert_eq!(writer.first_ok(), "tcp", "a process in another pid namespace cannot prove who the target is");
-    writer.stop();
-    assert!(mem == pattern(len, 11), "the bytes came over tcp intact");
+    falls_back_to_tcp("a process in another pid namespace cannot prove who the target is", |name, base, len| {
+        // A container's view: its own pid namespace and /proc, the same kernel and network.
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc"]).arg(std::env::current_exe().unwrap());
+        Writer::spawn_in(cmd, name, base, len, false)
+    });
 }
 
 /// The target role for the cut-off test: an engine (run as an unprivileged user) with a 64 MiB
@@ -445,8 +449,7 @@ fn read_tagged(out: &mut BufReader<std::process::ChildStdout>, tag: &str) -> Str
 /// and the target becomes dumpable again once the copier's op is over.
 #[test]
 fn a_stalled_copier_is_cut_off() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         eprintln!("skipped: needs root to run both sides as an unprivileged user");
         return;
     }
