@@ -6,7 +6,7 @@
 #   PREFIX/lib/libmooncake.so.N -> ….so.X.Y.Z     its SONAME (N: the ABI version, see build.rs)
 #   PREFIX/lib/libmooncake.so   -> ….so.N         for the linker's -lmooncake
 #   PREFIX/lib/libmooncake.a
-#   PREFIX/include/mooncake/transfer_engine_c.h, mooncake.h
+#   PREFIX/include/mooncake/transfer_engine_c.h, store_c.h, mooncake.h
 #   PREFIX/lib/cmake/Mooncake/MooncakeConfig.cmake, MooncakeConfigVersion.cmake
 #   PREFIX/lib/pkgconfig/mooncake.pc
 # The CMake and pkg-config files hold no absolute path, so the prefix can be moved afterwards.
@@ -74,7 +74,7 @@ fi
 
 shared=$lib_dir/libmooncake.so
 static=$lib_dir/libmooncake.a
-for f in "$shared" "$static" include/transfer_engine_c.h include/mooncake.h; do
+for f in "$shared" "$static" include/transfer_engine_c.h include/store_c.h include/mooncake.h; do
     [ -f "$f" ] || die "$f not found (build with: cargo build --release)"
 done
 command -v readelf >/dev/null 2>&1 || die "readelf not found (Debian: apt-get install binutils)"
@@ -139,6 +139,7 @@ link "$real" "$prefix/lib/$soname"
 link "$soname" "$prefix/lib/libmooncake.so"
 put "$static" "$prefix/lib/libmooncake.a" 644
 put include/transfer_engine_c.h "$prefix/include/mooncake/transfer_engine_c.h" 644
+put include/store_c.h "$prefix/include/mooncake/store_c.h" 644
 put include/mooncake.h "$prefix/include/mooncake/mooncake.h" 644
 fill cmake/MooncakeConfig.cmake.in "$prefix/lib/cmake/Mooncake/MooncakeConfig.cmake"
 fill cmake/MooncakeConfigVersion.cmake.in "$prefix/lib/cmake/Mooncake/MooncakeConfigVersion.cmake"

@@ -4,14 +4,18 @@
 # Builds and runs the C-level tests of libmooncake.so:
 #   abi_c11, abi_cpp17   layouts, constants, types and prototypes of Mooncake's C ABI
 #                        (tests/abi/), linked so that every symbol must resolve;
+#   store_abi_c11, store_abi_cpp17   the same for store_c.h and the store part of mooncake.h;
 #   exported symbols     `nm -D` of the library against tests/abi/exported_symbols.txt;
 #   transfer_example     c_examples/ in C11 and C++17: 256 MiB written, read back and
-#                        verified between two processes, in 1 MiB and 4 KiB requests.
+#                        verified between two processes, in 1 MiB and 4 KiB requests;
+#   store_put_get        c_examples/store_put_get.c against a mooncake_master of LIB_DIR
+#                        (started on free loopback ports, stopped by its PID); skipped, with a
+#                        note, when LIB_DIR has no mooncake_master.
 #
 # Usage: ci/test-c.sh [LIB_DIR [INCLUDE_DIR]]
 #   LIB_DIR      holds libmooncake.so (default: target/release; build it first with
 #                `cargo build --release`; this script builds only the C/C++ programs)
-#   INCLUDE_DIR  holds transfer_engine_c.h and mooncake.h (default: include)
+#   INCLUDE_DIR  holds transfer_engine_c.h, store_c.h and mooncake.h (default: include)
 # Relative paths are taken from the current directory; the defaults from the repository root.
 # Environment: CC (gcc), CXX (g++), TEST_TIMEOUT (seconds per program, 300).
 # Needs only bash, coreutils, gcc, g++ and binutils (nm, readelf); installs nothing. Outputs go
@@ -35,8 +39,8 @@ die() {
     exit 1
 }
 [[ -f $lib ]] || die "$lib not found (run: cargo build --release)"
-[[ -f $inc_dir/transfer_engine_c.h && -f $inc_dir/mooncake.h ]] ||
-    die "transfer_engine_c.h / mooncake.h not found in $inc_dir"
+[[ -f $inc_dir/transfer_engine_c.h && -f $inc_dir/store_c.h && -f $inc_dir/mooncake.h ]] ||
+    die "transfer_engine_c.h / store_c.h / mooncake.h not found in $inc_dir"
 for tool in "$cc" "$cxx" nm readelf timeout; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
@@ -139,6 +143,15 @@ if step "compile abi_cpp17" "$cxx" -std=c++17 "${warnings[@]}" -I"$inc_dir" "${v
     step "run abi_cpp17" run_bounded "$build/abi_cpp17"
 fi
 
+if step "compile store_abi_c11" "$cc" -std=c11 "${warnings[@]}" -I"$inc_dir" \
+    tests/abi/store_abi_c11.c "${link[@]}" -o "$build/store_abi_c11"; then
+    step "run store_abi_c11" run_bounded "$build/store_abi_c11"
+fi
+if step "compile store_abi_cpp17" "$cxx" -std=c++17 "${warnings[@]}" -I"$inc_dir" \
+    tests/abi/store_abi_cpp17.cpp "${link[@]}" -o "$build/store_abi_cpp17"; then
+    step "run store_abi_cpp17" run_bounded "$build/store_abi_cpp17"
+fi
+
 step "exported symbols" check_symbols
 
 if step "compile transfer_example (C11)" "$cc" -std=c11 -O2 "${warnings[@]}" -I"$inc_dir" \
@@ -148,6 +161,54 @@ fi
 if step "compile transfer_example (C++17)" "$cxx" -std=c++17 -O2 "${warnings[@]}" -I"$inc_dir" \
     c_examples/transfer_example.cpp "${link[@]}" -o "$build/transfer_example_cpp"; then
     step "run transfer_example (C++17)" run_bounded "$build/transfer_example_cpp"
+fi
+
+# free_port: prints a loopback TCP port nobody listens on (bounded tries).
+free_port() {
+    local p i
+    for ((i = 0; i < 100; i++)); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# run_store_example: starts mooncake_master, runs the store example against it, stops the
+# master by its PID.
+run_store_example() {
+    local master=$lib_dir/mooncake_master rpc http metrics pid rc i
+    rpc=$(free_port) && http=$(free_port) && metrics=$(free_port) || return 1
+    "$master" --rpc_address=127.0.0.1 --rpc_port="$rpc" --metrics_host=127.0.0.1 \
+        --metrics_port="$metrics" --enable_http_metadata_server=true \
+        --http_metadata_server_host=127.0.0.1 --http_metadata_server_port="$http" \
+        >"$build/store_master.log" 2>&1 &
+    pid=$!
+    for ((i = 0; i < 200; i++)); do # up to 20 s for both ports
+        if (exec 3<>"/dev/tcp/127.0.0.1/$rpc") 2>/dev/null &&
+            (exec 3<>"/dev/tcp/127.0.0.1/$http") 2>/dev/null; then
+            break
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    run_bounded "$build/store_put_get" "127.0.0.1:$rpc" "http://127.0.0.1:$http/metadata"
+    rc=$?
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    ((rc == 0)) || tail -n 20 "$build/store_master.log"
+    return $rc
+}
+
+if step "compile store_put_get (C11)" "$cc" -std=c11 -O2 "${warnings[@]}" -I"$inc_dir" \
+    c_examples/store_put_get.c "${link[@]}" -o "$build/store_put_get"; then
+    if [[ -x $lib_dir/mooncake_master ]]; then
+        step "run store_put_get (C11)" run_store_example
+    else
+        summary+=("SKIP  run store_put_get ($lib_dir/mooncake_master not built)")
+    fi
 fi
 
 echo

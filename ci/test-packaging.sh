@@ -138,7 +138,7 @@ check_layout() {
     local rc=0 lib=$prefix/lib
     local f
     for f in "lib/libmooncake.so.$version" lib/libmooncake.a \
-        include/mooncake/transfer_engine_c.h include/mooncake/mooncake.h \
+        include/mooncake/transfer_engine_c.h include/mooncake/store_c.h include/mooncake/mooncake.h \
         lib/cmake/Mooncake/MooncakeConfig.cmake lib/cmake/Mooncake/MooncakeConfigVersion.cmake \
         lib/pkgconfig/mooncake.pc; do
         if [[ -f $prefix/$f && ! -L $prefix/$f ]]; then
@@ -224,7 +224,7 @@ compile_header() {
 # The examples spell the include as Mooncake does; <mooncake/…> with -IPREFIX/include works too.
 compile_prefixed_include() {
     local src=$work/headers/prefixed.c
-    printf '#include <mooncake/mooncake.h>\n#include <mooncake/transfer_engine_c.h>\n' >"$src"
+    printf '#include <mooncake/mooncake.h>\n#include <mooncake/transfer_engine_c.h>\n#include <mooncake/store_c.h>\n' >"$src"
     bounded 120 "$cc" -std=c11 "${warnings[@]}" -I"$prefix/include" -c "$src" -o "${src%.c}.o"
 }
 

@@ -26,9 +26,13 @@ python3 -m venv --clear "$WORK/venv"
 "$WORK/venv/bin/pip" install -q ./python numpy pytest build
 PY=$WORK/venv/bin/python
 "$PY" -c "import mooncake.engine as m; print('mooncake.engine from', m.__file__)"
-for cmd in mooncake-bench transfer_engine_bench mooncake_http_metadata_server; do
+for cmd in mooncake-bench transfer_engine_bench mooncake_http_metadata_server mooncake_client; do
   "$WORK/venv/bin/$cmd" --help >/dev/null
 done
+"$WORK/venv/bin/mooncake_master" --version >/dev/null   # gflags: --help exits 1, --version 0
+# The store tests run the installed binaries (store_bench.py finds the master the same way).
+PKG_DIR=$("$PY" -c "import mooncake, os; print(os.path.dirname(mooncake.__file__))")
+export MOONCAKE_TEST_MASTER=$PKG_DIR/mooncake_master MOONCAKE_REQUIRE_MASTER=1
 
 step "pytest python/tests"
 TE_BENCH=${MOONCAKE_TE_BENCH:-$ROOT/../shared/bench/te_bench.py}

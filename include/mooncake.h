@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libmooncake's additions: return codes, last error, version. */
+/* libmooncake's additions: return codes, last error, version, store extras. */
 
 #ifndef MOONCAKE_H
 #define MOONCAKE_H
@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "transfer_engine_c.h"
+#include "store_c.h"
 
 /**
  * `MOONCAKE_VERSION_MAJOR.MINOR.PATCH` equals `mooncake_version()` (checked by a test).
@@ -139,6 +140,138 @@
  */
 #define MOONCAKE_ERR_TIMEOUT (-401)
 
+/**
+ * Internal error (also: a bug caught at the library boundary).
+ */
+#define MOONCAKE_STORE_INTERNAL_ERROR (-1)
+
+/**
+ * A buffer too small for what had to be written into it.
+ */
+#define MOONCAKE_STORE_BUFFER_OVERFLOW (-10)
+
+/**
+ * The segment named does not exist (not mounted).
+ */
+#define MOONCAKE_STORE_SEGMENT_NOT_FOUND (-101)
+
+/**
+ * The segment is mounted already.
+ */
+#define MOONCAKE_STORE_SEGMENT_ALREADY_EXISTS (-102)
+
+/**
+ * The master does not know this client (it expired or the master restarted).
+ */
+#define MOONCAKE_STORE_CLIENT_NOT_FOUND (-103)
+
+/**
+ * No space: no segment has room for the value (after eviction).
+ */
+#define MOONCAKE_STORE_NO_AVAILABLE_HANDLE (-200)
+
+/**
+ * The key is not valid.
+ */
+#define MOONCAKE_STORE_INVALID_KEY (-400)
+
+/**
+ * An invalid argument: NULL pointer, empty key or value, a buffer too small for the value, a
+ * store not set up, `replica_num` 0, a TTL without soft pin, a bad regex.
+ */
+#define MOONCAKE_STORE_INVALID_PARAMS (-600)
+
+/**
+ * The client is not allowed to do this (for example, end another client's put).
+ */
+#define MOONCAKE_STORE_ILLEGAL_CLIENT (-601)
+
+/**
+ * A write to a replica failed or was not allowed.
+ */
+#define MOONCAKE_STORE_INVALID_WRITE (-700)
+
+/**
+ * A read of a replica failed or was not allowed.
+ */
+#define MOONCAKE_STORE_INVALID_READ (-701)
+
+/**
+ * The replica is not valid.
+ */
+#define MOONCAKE_STORE_INVALID_REPLICA (-702)
+
+/**
+ * The object is still being written (its put has not ended).
+ */
+#define MOONCAKE_STORE_REPLICA_IS_NOT_READY (-703)
+
+/**
+ * No object has this key.
+ */
+#define MOONCAKE_STORE_OBJECT_NOT_FOUND (-704)
+
+/**
+ * An object has this key already.
+ */
+#define MOONCAKE_STORE_OBJECT_ALREADY_EXISTS (-705)
+
+/**
+ * The object is under a read lease: removing it needs `force`.
+ */
+#define MOONCAKE_STORE_OBJECT_HAS_LEASE (-706)
+
+/**
+ * The read lease ended before the read did: the bytes cannot be trusted.
+ */
+#define MOONCAKE_STORE_LEASE_EXPIRED (-707)
+
+/**
+ * Moving the bytes failed (a peer went away, a connection broke).
+ */
+#define MOONCAKE_STORE_TRANSFER_FAIL (-800)
+
+/**
+ * The master could not be reached or answered nonsense.
+ */
+#define MOONCAKE_STORE_RPC_FAIL (-900)
+
+/**
+ * The master did not answer in time.
+ */
+#define MOONCAKE_STORE_RPC_TIMEOUT (-901)
+
+/**
+ * Not available in the master's current mode (for example, a standby master).
+ */
+#define MOONCAKE_STORE_UNAVAILABLE_IN_CURRENT_MODE (-1011)
+
+/**
+ * The operation is not supported by this build.
+ */
+#define MOONCAKE_STORE_NOT_SUPPORTED (-1012)
+
+/**
+ * A value read by `mooncake_store_get_buffer`: owned by the caller, freed with
+ * `mooncake_store_buffer_free`. Opaque; read it with `mooncake_store_buffer_data` and
+ * `mooncake_store_buffer_size`.
+ */
+struct mooncake_store_buffer;
+
+typedef struct mooncake_store_buffer mooncake_store_buffer_t;
+
+/**
+ * One range of `mooncake_store_get_into_ranges`: `size` bytes from offset `src_offset` of the
+ * object to `buffer + dst_offset`.
+ */
+struct mooncake_store_range {
+  uint64_t dst_offset;
+  uint64_t src_offset;
+  uint64_t size;
+};
+
+typedef struct mooncake_store_range mooncake_store_range_t;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -240,6 +373,208 @@ int mooncake_local_topology(transfer_engine_t engine,
                             const char *device_names,
                             char *buf,
                             size_t buf_len);
+
+/**
+ * `mooncake_store_put` with Mooncake's Python options: `soft_pin_ttl_ms` (< 0: none; a TTL
+ * needs `config->with_soft_pin`, else `INVALID_PARAMS`) and `upsert` (non-zero: replace an
+ * existing object, Mooncake's `upsert`; zero: an existing key keeps its value and 0 is
+ * returned). `value` is copied during the call. Returns 0 or a negative code (see
+ * `mooncake_store_put`). Thread-safe.
+ *
+ * # Safety
+ * `key` NULL or a NUL-terminated string; `value` readable for `size` bytes; `config` NULL or
+ * a valid config; all read during the call only.
+ */
+int mooncake_store_put_ex(mooncake_store_t store,
+                          const char *key,
+                          const void *value,
+                          size_t size,
+                          const mooncake_replicate_config_t *config,
+                          int64_t soft_pin_ttl_ms,
+                          int upsert);
+
+/**
+ * Stores the concatenation of `count` parts (`parts[i]`, `sizes[i]` bytes each, copied during
+ * the call) as one value under `key` (Mooncake's `put_parts`). `soft_pin_ttl_ms` and `upsert`
+ * as in `mooncake_store_put_ex`. Returns 0 or a negative code; an empty value (no bytes in
+ * all) is `INVALID_PARAMS`. Thread-safe.
+ *
+ * # Safety
+ * `parts` and `sizes` must hold `count` entries, each part readable for its size; `key` NULL
+ * or a NUL-terminated string; `config` NULL or valid.
+ */
+int mooncake_store_put_parts(mooncake_store_t store,
+                             const char *key,
+                             const void **parts,
+                             const size_t *sizes,
+                             size_t count,
+                             const mooncake_replicate_config_t *config,
+                             int64_t soft_pin_ttl_ms,
+                             int upsert);
+
+/**
+ * Stores `count` values (`values[i]`, `sizes[i]` bytes, copied during the call) under
+ * `keys[i]` in one batch. Writes each key's code (0 or negative) into `results_out[i]` and
+ * returns 0; returns a negative code (nothing written) for wrong arguments. `soft_pin_ttl_ms`
+ * and `upsert` as in `mooncake_store_put_ex`. Thread-safe.
+ *
+ * # Safety
+ * `keys`, `values`, `sizes` must hold `count` entries (keys NUL-terminated, values readable
+ * for their sizes); `results_out` writable for `count` ints; `config` NULL or valid.
+ */
+int mooncake_store_put_batch(mooncake_store_t store,
+                             const char **keys,
+                             const void **values,
+                             const size_t *sizes,
+                             size_t count,
+                             const mooncake_replicate_config_t *config,
+                             int64_t soft_pin_ttl_ms,
+                             int upsert,
+                             int *results_out);
+
+/**
+ * `mooncake_store_put_from` with `soft_pin_ttl_ms` and `upsert` as in
+ * `mooncake_store_put_ex`. Thread-safe.
+ *
+ * # Safety
+ * As `mooncake_store_put_from`.
+ */
+int mooncake_store_put_from_ex(mooncake_store_t store,
+                               const char *key,
+                               void *buffer,
+                               size_t size,
+                               const mooncake_replicate_config_t *config,
+                               int64_t soft_pin_ttl_ms,
+                               int upsert);
+
+/**
+ * `mooncake_store_batch_put_from` with `soft_pin_ttl_ms` and `upsert` as in
+ * `mooncake_store_put_ex`. Thread-safe.
+ *
+ * # Safety
+ * As `mooncake_store_batch_put_from`.
+ */
+int mooncake_store_batch_put_from_ex(mooncake_store_t store,
+                                     const char **keys,
+                                     void **buffers,
+                                     const size_t *sizes,
+                                     size_t count,
+                                     const mooncake_replicate_config_t *config,
+                                     int64_t soft_pin_ttl_ms,
+                                     int upsert,
+                                     int *results_out);
+
+/**
+ * Reads the value of `key` into a new buffer and stores it in `*out` (NULL on failure).
+ * Returns the value's length, or `OBJECT_NOT_FOUND` (-704) or another negative code. The
+ * buffer is owned by the caller: free it with `mooncake_store_buffer_free`. Grants a read
+ * lease. Thread-safe.
+ *
+ * # Safety
+ * `key` NULL or a NUL-terminated string; `out` NULL or writable.
+ */
+int64_t mooncake_store_get_buffer(mooncake_store_t store,
+                                  const char *key,
+                                  mooncake_store_buffer_t **out);
+
+/**
+ * `mooncake_store_get_buffer` for `count` keys: `out[i]` gets a buffer (or NULL) and
+ * `results_out[i]` its length (or the key's negative code). Returns 0, or a negative code
+ * (nothing written) for wrong arguments. Each non-NULL `out[i]` is owned by the caller.
+ * Thread-safe.
+ *
+ * # Safety
+ * `keys` must hold `count` NUL-terminated strings; `out` and `results_out` writable for
+ * `count` entries.
+ */
+int mooncake_store_batch_get_buffer(mooncake_store_t store,
+                                    const char **keys,
+                                    size_t count,
+                                    mooncake_store_buffer_t **out,
+                                    int64_t *results_out);
+
+/**
+ * The bytes of `buffer` (valid until `mooncake_store_buffer_free`), or NULL for a NULL
+ * buffer. Thread-safe for concurrent readers.
+ *
+ * # Safety
+ * `buffer` must be NULL or a live buffer from `mooncake_store_get_buffer`.
+ */
+const void *mooncake_store_buffer_data(const mooncake_store_buffer_t *buffer);
+
+/**
+ * The length of `buffer` in bytes (0 for NULL). Thread-safe for concurrent readers.
+ *
+ * # Safety
+ * `buffer` must be NULL or a live buffer from `mooncake_store_get_buffer`.
+ */
+size_t mooncake_store_buffer_size(const mooncake_store_buffer_t *buffer);
+
+/**
+ * Frees a buffer of `mooncake_store_get_buffer`; NULL is a no-op. It must not be used
+ * afterwards. Not to be called while another thread reads the buffer.
+ *
+ * # Safety
+ * `buffer` must be NULL or a live buffer from `mooncake_store_get_buffer`, freed only once.
+ */
+void mooncake_store_buffer_free(mooncake_store_buffer_t *buffer);
+
+/**
+ * Reads `count` byte ranges of `key`'s value into `buffer` (registered memory, or copied
+ * through the staging buffer): range i moves `ranges[i].size` bytes from offset
+ * `ranges[i].src_offset` of the value to `buffer + ranges[i].dst_offset`. Writes each range's
+ * byte count or negative code (`INVALID_PARAMS` for a range outside the value) into
+ * `results_out[i]` and returns 0; returns the key's negative code (`OBJECT_NOT_FOUND`, ...,
+ * with every `results_out[i]` set to it) when the object cannot be read, or a negative code
+ * (nothing written) for wrong arguments. Grants a read lease. Thread-safe.
+ *
+ * # Safety
+ * `key` NULL or a NUL-terminated string; `ranges` readable and `results_out` writable for
+ * `count` entries; every destination range writable.
+ */
+int mooncake_store_get_into_ranges(mooncake_store_t store,
+                                   void *buffer,
+                                   const char *key,
+                                   const mooncake_store_range_t *ranges,
+                                   size_t count,
+                                   int64_t *results_out);
+
+/**
+ * Closes the client: withdraws its segment from the pool (objects stored only there are
+ * gone), stops its heartbeats and its Transfer Engine. The handle stays valid (health check
+ * 1; other calls `INVALID_PARAMS`) until `mooncake_store_destroy`, and may be set up again.
+ * Idempotent; a handle never set up returns 0. Returns 0 or a negative code. Thread-safe.
+ */
+int mooncake_store_close(mooncake_store_t store);
+
+/**
+ * Mooncake's `setup_dummy`: makes the handle a dummy client of the `mooncake_client` at
+ * `server_address` (`"host:port"`, its `--port`, on this host), which owns the segment and the
+ * Transfer Engine; every store call then goes through it. `mem_pool_size` bounds what
+ * `mooncake_store_alloc_from_mem_pool` hands out (0: no bound); `local_buffer_size` is the
+ * staging memory shared with it. A handle already set up is set up again (the old client is
+ * closed). Returns 0, `RPC_FAIL` (-900) when no `mooncake_client` serves that port here, or
+ * another negative code. `server_address` is read during the call. Thread-safe.
+ *
+ * # Safety
+ * `server_address` must be NULL or a NUL-terminated string.
+ */
+int mooncake_store_setup_dummy(mooncake_store_t store,
+                               uint64_t mem_pool_size,
+                               uint64_t local_buffer_size,
+                               const char *server_address);
+
+/**
+ * For a dummy client: `size` bytes of memory shared with its `mooncake_client`, for zero-copy
+ * `put_from` / `get_into` (register it with `mooncake_store_register_buffer` first, as with
+ * Mooncake). Writes the address into `*addr_out` (0 on failure) and returns 0, or
+ * `NOT_SUPPORTED` (-1012) for a real client, `INVALID_PARAMS` past `mem_pool_size`, or
+ * another negative code. The memory stays valid until the handle is closed. Thread-safe.
+ *
+ * # Safety
+ * `addr_out` must be NULL or writable.
+ */
+int mooncake_store_alloc_from_mem_pool(mooncake_store_t store, uint64_t size, uint64_t *addr_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,7 +1,8 @@
 """Build of the `libmooncake` Python package: the Rust crate one folder up is built with cargo
 (release, with the `etcd` and `redis` metadata backends, as Mooncake's wheel ships etcd) and
 bundled as `mooncake/_libmooncake*.so` (the library ctypes loads) and the executables behind
-the console scripts (`mooncake/mooncake_bench`, `mooncake/mooncake_http_metadata_server`).
+the console scripts (`mooncake/mooncake_bench`, `mooncake/mooncake_http_metadata_server`,
+`mooncake/mooncake_master`, `mooncake/mooncake_client`; store_bench.py finds the master there).
 
 etcd-client's build compiles .proto files, so it needs `protoc` and the well-known .proto
 includes. Unless PROTOC and PROTOC_INCLUDE are set, the vendored protoc of
@@ -46,6 +47,20 @@ setup(
             path=CARGO_TOML,
             binding=Binding.Exec,
             args=["--bin", "mooncake-bench"],
+            features=FEATURES,
+        ),
+        RustExtension(
+            {"mooncake_master": "mooncake.mooncake_master"},
+            path=CARGO_TOML,
+            binding=Binding.Exec,
+            args=["--bin", "mooncake_master"],
+            features=FEATURES,
+        ),
+        RustExtension(
+            {"mooncake_client": "mooncake.mooncake_client"},
+            path=CARGO_TOML,
+            binding=Binding.Exec,
+            args=["--bin", "mooncake_client"],
             features=FEATURES,
         ),
         RustExtension(

@@ -16,8 +16,10 @@ pub mod engine;
 pub mod error;
 pub mod ffi;
 pub mod logging;
+pub mod master;
 pub mod metadata;
 pub mod runtime;
+pub mod store;
 pub mod topology;
 pub mod transport;
 

@@ -35,6 +35,9 @@ fn config(guard: &str, includes: &[&str], header: &str) -> cbindgen::Config {
         "buffer_entry_t",
         "nic_load_stat_t",
         "segment_handle_t",
+        "mooncake_replicate_config_t",
+        "mooncake_store_range_t",
+        "mooncake_store_buffer_t",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -87,15 +90,29 @@ fn expected() -> Vec<(&'static str, String)> {
             ),
         ),
     );
-    let mc = generate(
-        &["src/ffi/codes.rs", "src/ffi/mooncake.rs", "src/ffi/extras.rs"],
+    let store = generate(
+        &["src/ffi/store.rs"],
         config(
-            "MOONCAKE_H",
-            &["transfer_engine_c.h"],
-            &format!("{LICENSE}\n/* libmooncake's additions: return codes, last error, version. */"),
+            "MOONCAKE_STORE_C_H",
+            &[],
+            &format!(
+                "{LICENSE}\n/* Mooncake's Store C interface (store_c.h), served by libmooncake.so.\n * The \
+                 store's return codes (MOONCAKE_STORE_*), mooncake_last_error() and our additions\n * \
+                 (mooncake_store_put_ex, mooncake_store_get_buffer, ...) are in mooncake.h.\n * All memory \
+                 pointed to by the `char *` parameters is not used after the call returns:\n * the caller may \
+                 free it once the call is complete. */"
+            ),
         ),
     );
-    vec![("include/transfer_engine_c.h", te), ("include/mooncake.h", mc)]
+    let mc = generate(
+        &["src/ffi/codes.rs", "src/ffi/mooncake.rs", "src/ffi/extras.rs", "src/ffi/store_extras.rs"],
+        config(
+            "MOONCAKE_H",
+            &["transfer_engine_c.h", "store_c.h"],
+            &format!("{LICENSE}\n/* libmooncake's additions: return codes, last error, version, store extras. */"),
+        ),
+    );
+    vec![("include/transfer_engine_c.h", te), ("include/store_c.h", store), ("include/mooncake.h", mc)]
 }
 
 #[test]

@@ -23,3 +23,13 @@ def mooncake_bench() -> None:
 def mooncake_http_metadata_server() -> None:
     """``mooncake_http_metadata_server --host H --port P``: Mooncake's HTTP metadata server."""
     _exec("mooncake_http_metadata_server")
+
+
+def mooncake_master() -> None:
+    """``mooncake_master``: the store's master, with Mooncake's flags."""
+    _exec("mooncake_master")
+
+
+def mooncake_client() -> None:
+    """``mooncake_client``: the standalone store client that serves dummy clients."""
+    _exec("mooncake_client")

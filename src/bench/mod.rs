@@ -20,6 +20,7 @@ pub mod buffer;
 pub mod flags;
 pub mod initiator;
 pub mod report;
+pub mod store;
 pub mod target;
 
 pub use flags::Flags;
@@ -63,6 +64,10 @@ impl BenchError {
 /// Runs the bench with a command line (`args[0]` is the program name) and returns the exit
 /// status; `main` passes it to `std::process::exit`.
 pub fn main_with_args<I: IntoIterator<Item = String>>(args: I) -> i32 {
+    let args: Vec<String> = args.into_iter().collect();
+    if args.get(1).map(String::as_str) == Some("store") {
+        return store::main(args[1..].to_vec());
+    }
     let mut flags = match Flags::parse_args(args) {
         Ok(f) => f,
         Err(e) => {

@@ -1,4 +1,4 @@
-//! The C ABI: Mooncake's `transfer_engine_c.h` and our `mooncake.h`.
+//! The C ABI: Mooncake's `transfer_engine_c.h` and `store_c.h`, and our `mooncake.h`.
 //!
 //! The only `extern "C"` code of the crate. Each entry point checks its arguments, converts
 //! them, calls one safe engine method inside [`boundary::boundary`] (panics never cross the
@@ -15,4 +15,6 @@ pub mod memory;
 pub mod mooncake;
 pub mod notify;
 pub mod segment;
+pub mod store;
+pub mod store_extras;
 pub mod types;

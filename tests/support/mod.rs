@@ -4,6 +4,7 @@
 pub mod fake_peer;
 pub mod ffi;
 pub mod servers;
+pub mod store;
 pub mod wheel;
 
 use std::time::{Duration, Instant};

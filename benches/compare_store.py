@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Store put/get: Mooncake's wheel against ours, same machine, same session, interleaved.
+
+For each run, in alternating order:
+  wheel : ../shared/bench/store_bench.py `run` with the wheel's venv (its mooncake_master,
+          its mooncake.store), scenarios remote and local.
+  ours  : the same store_bench.py, unchanged, in its `server`/`client` roles with our
+          python/ package first on PYTHONPATH, against our target/release/mooncake_master.
+  rust  : `mooncake-bench store` (the same rounds in Rust, no Python in the loop), shown for
+          reference only; ratios compare Python against Python.
+Prints a Markdown table of medians over the runs: p50 latency (us) and GB/s for put and get,
+with the ratio ours/wheel per run (latency: lower is better; GB/s: higher is better).
+
+Knobs: RUNS (3), SIZES (4096,16777216), APIS (bytes,zerocopy,batch_zc), DURATION (1),
+SEGMENT_MIB (1024), WHEEL_PYTHON (~/.cache/mooncake-anchor/venv/bin/python), OUT (dir).
+Example: RUNS=3 python3 benches/compare_store.py > /tmp/store.md
+"""
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BENCH = os.path.join(ROOT, "..", "shared", "bench", "store_bench.py")
+WHEEL_PY = os.environ.get("WHEEL_PYTHON", os.path.expanduser("~/.cache/mooncake-anchor/venv/bin/python"))
+RUNS = int(os.environ.get("RUNS", "3"))
+SIZES = os.environ.get("SIZES", "4096,16777216")
+APIS = os.environ.get("APIS", "bytes,zerocopy,batch_zc")
+DURATION = os.environ.get("DURATION", "1")
+SEGMENT_MIB = os.environ.get("SEGMENT_MIB", "1024")
+OUT = os.environ.get("OUT") or tempfile.mkdtemp(prefix="mooncake-store-compare.")
+RELEASE = os.path.join(ROOT, "target", "release")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def common(rpc, http):
+    return ["--metadata", "http", "--master-port", str(rpc), "--http-port", str(http),
+            "--segment-mib", SEGMENT_MIB, "--apis", APIS, "--sizes", SIZES, "--duration", DURATION]
+
+
+def wheel_run(log):
+    rpc, http, metrics = free_port(), free_port(), free_port()
+    out = subprocess.run([WHEEL_PY, BENCH, "run", *common(rpc, http), "--metrics-port", str(metrics)],
+                         capture_output=True, text=True, timeout=1800)
+    log.write(out.stderr)
+    if out.returncode != 0:
+        raise RuntimeError(f"wheel store_bench failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)["rows"]
+
+
+def ours_run(log):
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"),
+               MOONCAKE_LIB=os.path.join(RELEASE, "libmooncake.so"))
+    rows = []
+    for scenario in ("remote", "local"):
+        rpc, http, metrics = free_port(), free_port(), free_port()
+        master = subprocess.Popen([os.path.join(RELEASE, "mooncake_master"), "--rpc_address=127.0.0.1",
+                                   f"--rpc_port={rpc}", "--metrics_host=127.0.0.1", f"--metrics_port={metrics}",
+                                   "--enable_http_metadata_server=true", "--http_metadata_server_host=127.0.0.1",
+                                   f"--http_metadata_server_port={http}"], stdout=log, stderr=log)
+        server = None
+        try:
+            wait_port(rpc)
+            wait_port(http)
+            extra = ["--tag", scenario]
+            if scenario == "remote":
+                server = subprocess.Popen([WHEEL_PY, BENCH, "server", *common(rpc, http)], env=env,
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+                if not server.stdout.readline():
+                    raise RuntimeError("our store_bench server exited before it was ready")
+            else:
+                extra.append("--client-segment")
+            client = subprocess.run([WHEEL_PY, BENCH, "client", *common(rpc, http), *extra], env=env,
+                                    capture_output=True, text=True, timeout=1800)
+            log.write(client.stderr)
+            if client.returncode != 0:
+                raise RuntimeError(f"our store_bench client failed: {client.stderr[-2000:]}")
+            rows += json.loads(client.stdout.strip().splitlines()[-1])
+        finally:
+            if server is not None:
+                server.stdin.close()
+                server.wait(timeout=30)
+            master.terminate()
+            master.wait(timeout=30)
+    return rows
+
+
+def rust_run(log):
+    out = subprocess.run([os.path.join(RELEASE, "mooncake-bench"), "store", "--json", f"--sizes={SIZES}",
+                          f"--apis={APIS}", f"--duration={DURATION}", f"--segment_mib={SEGMENT_MIB}"],
+                         capture_output=True, text=True, timeout=1800)
+    log.write(out.stderr)
+    if out.returncode != 0:
+        raise RuntimeError(f"mooncake-bench store failed: {out.stderr[-2000:]}")
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def key(row):
+    return (row["scenario"], row["api"], int(row["size"]))
+
+
+def main():
+    results = {"wheel": [], "ours": [], "rust": []}
+    with open(os.path.join(OUT, "log.txt"), "w") as log:
+        for run in range(RUNS):
+            order = [("wheel", wheel_run), ("ours", ours_run)]
+            if run % 2:
+                order.reverse()
+            for name, fn in order + [("rust", rust_run)]:
+                print(f"run {run + 1}/{RUNS}: {name}", file=sys.stderr, flush=True)
+                results[name].append({key(r): r for r in fn(log)})
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump({k: [{"|".join(map(str, kk)): v for kk, v in run.items()} for run in runs]
+                   for k, runs in results.items()}, f, indent=1)
+    print("| scenario | api | size | phase | wheel p50 us | ours p50 us | ratio | rust p50 us | "
+          "wheel GB/s | ours GB/s | ratio | rust GB/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for k in sorted(results["wheel"][0]):
+        for phase in ("put", "get"):
+            def med(name, field):
+                vals = [run[k][phase][field] for run in results[name] if k in run]
+                return statistics.median(vals) if vals else float("nan")
+
+            def ratio(field):
+                vals = [o[k][phase][field] / w[k][phase][field]
+                        for w, o in zip(results["wheel"], results["ours"]) if k in w and k in o]
+                return statistics.median(vals) if vals else float("nan")
+
+            print(f"| {k[0]} | {k[1]} | {k[2]} | {phase} | {med('wheel', 'lat_p50_us'):.1f} | "
+                  f"{med('ours', 'lat_p50_us'):.1f} | {ratio('lat_p50_us'):.2f}x | {med('rust', 'lat_p50_us'):.1f} | "
+                  f"{med('wheel', 'GBps'):.3f} | {med('ours', 'GBps'):.3f} | {ratio('GBps'):.2f}x | "
+                  f"{med('rust', 'GBps'):.3f} |")
+    print(f"\nRaw results: {OUT}/results.json", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

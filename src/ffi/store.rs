@@ -1,0 +1,739 @@
+//! Mooncake's Store C interface, `store_c.h`: a store client handle and its put, get, query,
+//! removal and buffer-registration calls, each one call of [`crate::store::Store`].
+//!
+//! Every function returns Mooncake's store `ErrorCode` values unchanged (negative:
+//! `MOONCAKE_STORE_*` in `mooncake.h`), and records the reason for `mooncake_last_error()`. A
+//! NULL or destroyed handle, a NULL pointer where memory is required, and a string that is not
+//! UTF-8 are `INVALID_PARAMS` (-600); so is every call other than setup and
+//! `mooncake_store_health_check` on a handle that is not set up. (Mooncake's own C functions
+//! return -1 for NULL arguments; -600 says the same thing with Mooncake's store code.)
+#![allow(non_camel_case_types)] // Mooncake's C names are the contract.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::boundary::{FfiError, c_slice, c_str, set_last_error, write_c_string};
+use crate::store::{ErrorCode, KeyBuffer, ReplicaConfig, Store, StoreConfig, StoreError, StoreResult};
+
+/// A store client handle, from `mooncake_store_create`.
+pub type mooncake_store_t = *mut c_void;
+
+/// Where and how many replicas a put asks for. A NULL pointer in its place means one replica,
+/// no pin.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct mooncake_replicate_config {
+    /// Replicas on distinct segments (at least 1). With fewer segments than asked for, the
+    /// put still succeeds with one replica per segment, as in Mooncake.
+    pub replica_num: usize,
+    /// Non-zero: soft pin (evicted only after every unpinned object).
+    pub with_soft_pin: c_int,
+    /// Non-zero: hard pin (never evicted; still removable).
+    pub with_hard_pin: c_int,
+    /// `preferred_segments_count` segment names (a client's `get_hostname()`), tried first, in
+    /// order; NUL-terminated strings read during the call. May be NULL when the count is 0.
+    pub preferred_segments: *mut *const c_char,
+    pub preferred_segments_count: usize,
+}
+pub type mooncake_replicate_config_t = mooncake_replicate_config;
+
+/// What a handle holds: nothing until `mooncake_store_setup`, then a client.
+#[derive(Default)]
+pub(crate) struct StoreSlot {
+    client: RwLock<Option<Arc<Store>>>,
+}
+
+impl StoreSlot {
+    /// The client it holds now, if set up.
+    pub(crate) fn client_now(&self) -> Option<Arc<Store>> {
+        self.client.read().clone()
+    }
+}
+
+/// Live handles: a handle is the address of its slot, looked up here (not dereferenced), so a
+/// NULL, stale or foreign pointer is `INVALID_PARAMS` rather than a crash.
+static STORES: RwLock<Option<HashMap<usize, Arc<StoreSlot>>>> = RwLock::new(None);
+
+/// Runs `f` inside the panic boundary. On `Err`, records the message for
+/// `mooncake_last_error()` and returns `fail(code)`; a panic is `INTERNAL_ERROR` (-1).
+pub(crate) fn store_boundary<T>(func: &'static str, fail: impl Fn(i32) -> T, f: impl FnOnce() -> StoreResult<T>) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            set_last_error(func, &format!("{} ({})", e.message, e.code));
+            fail(e.code())
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_last_error(func, &format!("internal error (please report): {what}"));
+            fail(ErrorCode::InternalError.code())
+        }
+    }
+}
+
+/// `store_boundary` for the functions that return 0 or a negative code.
+pub(crate) fn store_rc(func: &'static str, f: impl FnOnce() -> StoreResult<()>) -> c_int {
+    store_boundary(func, |c| c, || f().map(|()| 0))
+}
+
+/// An argument error of the shared helpers, as the store's `INVALID_PARAMS`.
+pub(crate) fn params(e: FfiError) -> StoreError {
+    StoreError::invalid(e.message)
+}
+
+/// The slot behind `handle`.
+pub(crate) fn slot_ref(handle: mooncake_store_t) -> StoreResult<Arc<StoreSlot>> {
+    if handle.is_null() {
+        return Err(StoreError::invalid("store is NULL"));
+    }
+    STORES
+        .read()
+        .as_ref()
+        .and_then(|m| m.get(&(handle as usize)).cloned())
+        .ok_or_else(|| StoreError::invalid(format!("store {handle:p} is not a live store handle (destroyed?)")))
+}
+
+/// The client behind `handle`; one that is not set up is `INVALID_PARAMS`.
+pub(crate) fn store_ref(handle: mooncake_store_t) -> StoreResult<Arc<Store>> {
+    slot_ref(handle)?
+        .client_now()
+        .ok_or_else(|| StoreError::invalid("the store is not set up (call mooncake_store_setup first)"))
+}
+
+/// A NUL-terminated UTF-8 string argument.
+///
+/// # Safety
+/// `ptr` must be NULL or a NUL-terminated string readable during the call.
+pub(crate) unsafe fn str_arg<'a>(ptr: *const c_char, what: &str) -> StoreResult<&'a str> {
+    // SAFETY: forwarded caller guarantee.
+    unsafe { c_str(ptr, what) }.map_err(params)
+}
+
+/// A string argument that may be NULL, which means `default`.
+///
+/// # Safety
+/// As [`str_arg`].
+unsafe fn str_or<'a>(ptr: *const c_char, what: &str, default: &'a str) -> StoreResult<&'a str> {
+    if ptr.is_null() {
+        return Ok(default);
+    }
+    // SAFETY: forwarded caller guarantee.
+    unsafe { str_arg(ptr, what) }
+}
+
+/// `count` elements at `ptr` (NULL is allowed only for `count == 0`).
+///
+/// # Safety
+/// When `count > 0`, `ptr` must be NULL or point to `count` readable elements.
+pub(crate) unsafe fn slice_arg<'a, T>(ptr: *const T, count: usize, what: &str) -> StoreResult<&'a [T]> {
+    if ptr.is_null() && count > 0 {
+        return Err(StoreError::invalid(format!("{what} is NULL but count is {count}")));
+    }
+    // SAFETY: forwarded caller guarantee.
+    unsafe { c_slice(ptr, count, what) }.map_err(params)
+}
+
+/// The `count` keys at `keys`, each a NUL-terminated UTF-8 string.
+///
+/// # Safety
+/// `keys` must be NULL or point to `count` pointers, each NULL or a NUL-terminated string.
+pub(crate) unsafe fn keys_arg<'a>(keys: *const *const c_char, count: usize) -> StoreResult<Vec<&'a str>> {
+    if keys.is_null() {
+        return Err(StoreError::invalid("keys is NULL"));
+    }
+    // SAFETY: forwarded caller guarantee.
+    let ptrs = unsafe { slice_arg(keys, count, "keys")? };
+    ptrs.iter()
+        .enumerate()
+        // SAFETY: each entry is NULL or a NUL-terminated string (caller guarantee).
+        .map(|(i, &p)| unsafe { str_arg(p, &format!("keys[{i}]")) })
+        .collect()
+}
+
+/// A writable results array of `count` entries (NULL only when `count == 0`).
+pub(crate) fn results_arg<T>(ptr: *mut T, count: usize) -> StoreResult<()> {
+    if ptr.is_null() {
+        return Err(StoreError::invalid("results_out is NULL"));
+    }
+    if count > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
+        return Err(StoreError::invalid(format!("count {count} is too large")));
+    }
+    Ok(())
+}
+
+/// Writes `values` into the caller's results array.
+///
+/// # Safety
+/// `out` must be writable for `values.len()` elements (checked non-NULL by [`results_arg`]).
+pub(crate) unsafe fn write_results<T: Copy>(out: *mut T, values: &[T]) {
+    // SAFETY: the caller's array holds `values.len()` writable elements.
+    unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out, values.len()) };
+}
+
+/// Converts a C config; NULL means one replica, no pin. `soft_pin_ttl_ms` < 0 means none; a
+/// TTL needs `with_soft_pin` (Mooncake's `INVALID_PARAMS` otherwise).
+///
+/// # Safety
+/// `config` must be NULL or point to a readable config whose `preferred_segments` holds
+/// `preferred_segments_count` NUL-terminated strings.
+pub(crate) unsafe fn replica_config(
+    config: *const mooncake_replicate_config_t,
+    soft_pin_ttl_ms: i64,
+) -> StoreResult<ReplicaConfig> {
+    let mut out = ReplicaConfig { replica_num: 1, ..ReplicaConfig::default() };
+    if !config.is_null() {
+        // SAFETY: non-NULL and readable (caller guarantee).
+        let c = unsafe { &*config };
+        out.replica_num = match u32::try_from(c.replica_num) {
+            Ok(0) | Err(_) => {
+                return Err(StoreError::invalid(format!("replica_num {} is not in 1..=2^32-1", c.replica_num)));
+            }
+            Ok(n) => n,
+        };
+        out.soft_pin = c.with_soft_pin != 0;
+        out.hard_pin = c.with_hard_pin != 0;
+        // SAFETY: forwarded caller guarantee.
+        let names = unsafe { slice_arg(c.preferred_segments, c.preferred_segments_count, "preferred_segments")? };
+        for (i, &p) in names.iter().enumerate() {
+            // SAFETY: each entry is NULL or a NUL-terminated string (caller guarantee).
+            out.preferred_segments.push(unsafe { str_arg(p, &format!("preferred_segments[{i}]"))? }.to_string());
+        }
+    }
+    if soft_pin_ttl_ms >= 0 {
+        if !out.soft_pin {
+            return Err(StoreError::invalid("a soft-pin TTL needs with_soft_pin (SoftPinAction.ENABLE)"));
+        }
+        out.soft_pin_ttl_ms = Some(soft_pin_ttl_ms as u64);
+    }
+    Ok(out)
+}
+
+/// Three parallel arrays of a zero-copy batch, as `KeyBuffer`s.
+///
+/// # Safety
+/// `keys` as for [`keys_arg`]; `buffers` and `sizes` NULL or readable for `count` elements.
+pub(crate) unsafe fn key_buffers<'a>(
+    keys: *mut *const c_char,
+    buffers: *const *mut c_void,
+    sizes: *const usize,
+    count: usize,
+) -> StoreResult<Vec<KeyBuffer<'a>>> {
+    if buffers.is_null() || sizes.is_null() {
+        return Err(StoreError::invalid("buffers or sizes is NULL"));
+    }
+    // SAFETY: forwarded caller guarantees.
+    let (keys, buffers, sizes) =
+        unsafe { (keys_arg(keys, count)?, slice_arg(buffers, count, "buffers")?, slice_arg(sizes, count, "sizes")?) };
+    keys.into_iter()
+        .zip(buffers.iter().zip(sizes))
+        .enumerate()
+        .map(|(i, (key, (&addr, &len)))| {
+            if addr.is_null() && len > 0 {
+                return Err(StoreError::invalid(format!("buffers[{i}] is NULL but sizes[{i}] is {len}")));
+            }
+            Ok(KeyBuffer { key, addr: addr as u64, len: len as u64 })
+        })
+        .collect()
+}
+
+/// `Ok(())` → 0, `Err` → its code; per-key failures are also logged (not the last error,
+/// which belongs to the call).
+pub(crate) fn code_of(func: &str, r: &StoreResult<()>) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::debug!("{func}: {e}");
+            e.code()
+        }
+    }
+}
+
+/// A memory range argument: `ptr` may be NULL only when `size` is 0.
+pub(crate) fn range_arg(ptr: *const c_void, size: usize, what: &str) -> StoreResult<u64> {
+    if ptr.is_null() && size > 0 {
+        return Err(StoreError::invalid(format!("{what} is NULL but size is {size}")));
+    }
+    Ok(ptr as u64)
+}
+
+// ---- lifecycle -------------------------------------------------------------------------------
+
+/// Creates a store client handle that is not set up yet (`mooncake_store_setup` or
+/// `mooncake_store_init_all` connect it). Returns the handle, owned by the caller and released
+/// with `mooncake_store_destroy`; NULL only when memory runs out. Thread-safe; the handle may
+/// be used from any thread, by several at once.
+#[unsafe(no_mangle)]
+pub extern "C" fn mooncake_store_create() -> mooncake_store_t {
+    store_boundary(
+        "mooncake_store_create",
+        |_| std::ptr::null_mut(),
+        || {
+            let slot = Arc::new(StoreSlot::default());
+            let handle = Arc::as_ptr(&slot) as usize;
+            STORES.write().get_or_insert_with(HashMap::new).insert(handle, slot);
+            Ok(handle as mooncake_store_t)
+        },
+    )
+}
+
+/// Closes the client (as `mooncake_store_close`: its segment is withdrawn from the pool and
+/// the objects stored there go with it) and frees the handle. NULL is a no-op. The handle must
+/// not be used afterwards (a stale handle is `INVALID_PARAMS`). Thread-safe; calls in flight on
+/// other threads finish first.
+#[unsafe(no_mangle)]
+pub extern "C" fn mooncake_store_destroy(store: mooncake_store_t) {
+    store_boundary(
+        "mooncake_store_destroy",
+        |_| (),
+        || {
+            if store.is_null() {
+                return Ok(());
+            }
+            let slot = STORES
+                .write()
+                .as_mut()
+                .and_then(|m| m.remove(&(store as usize)))
+                .ok_or_else(|| StoreError::invalid(format!("store {store:p} is not a live store handle")))?;
+            let client = slot.client.write().take();
+            if let Some(client) = client {
+                client.close()?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Connects the handle to the master at `master_server_addr` (`"host:port"`; NULL:
+/// `"127.0.0.1:50051"`), starts its Transfer Engine on `metadata_server` (`"P2PHANDSHAKE"`,
+/// `"http://host:port/metadata"`, …) named `local_hostname` (`"host"` or `"host:port"`;
+/// without a port one is picked from `MC_STORE_CLIENT_MIN_PORT..=MC_STORE_CLIENT_MAX_PORT`,
+/// 12300–14300), contributes `global_segment_size` bytes to the pool (0: a client that
+/// contributes none) and keeps a registered staging buffer of `local_buffer_size` bytes.
+/// `protocol` (NULL: `"tcp"`; `"rdma"` runs over tcp in this build) and `device_name` (NULL:
+/// `""`; ignored for tcp). A handle already set up is set up again: the new client replaces
+/// the old one (which is closed) only when it started. Returns 0, or a negative code
+/// (`RPC_FAIL` -900: master unreachable; `INVALID_PARAMS` -600). All strings are read during
+/// the call. Thread-safe.
+///
+/// # Safety
+/// Every pointer must be NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_setup(
+    store: mooncake_store_t,
+    local_hostname: *const c_char,
+    metadata_server: *const c_char,
+    global_segment_size: u64,
+    local_buffer_size: u64,
+    protocol: *const c_char,
+    device_name: *const c_char,
+    master_server_addr: *const c_char,
+) -> c_int {
+    store_rc("mooncake_store_setup", || {
+        let slot = slot_ref(store)?;
+        // SAFETY: NUL-terminated strings or NULL (caller guarantee), read during the call.
+        let config = unsafe {
+            StoreConfig {
+                local_hostname: str_arg(local_hostname, "local_hostname")?.to_string(),
+                metadata_server: str_arg(metadata_server, "metadata_server")?.to_string(),
+                global_segment_size,
+                local_buffer_size,
+                protocol: str_or(protocol, "protocol", "tcp")?.to_string(),
+                device_name: str_or(device_name, "device_name", "")?.to_string(),
+                master_server_addr: str_or(master_server_addr, "master_server_addr", "127.0.0.1:50051")?.to_string(),
+            }
+        };
+        set_up(&slot, &config)
+    })
+}
+
+/// Sets `slot` up with `config`, closing a client it held before.
+pub(crate) fn set_up(slot: &StoreSlot, config: &StoreConfig) -> StoreResult<()> {
+    if config.local_hostname.is_empty() {
+        return Err(StoreError::invalid("local_hostname is empty"));
+    }
+    install(slot, Store::setup(config)?);
+    Ok(())
+}
+
+/// Puts `client` into `slot`, closing the client it held before.
+pub(crate) fn install(slot: &StoreSlot, client: Store) {
+    let old = slot.client.write().replace(Arc::new(client));
+    if let Some(Err(e)) = old.map(|old| old.close()) {
+        tracing::warn!("closing the client this setup replaced: {e}");
+    }
+}
+
+/// Mooncake's `initAll`: sets up a handle that is not set up yet with Mooncake's fixed
+/// values: `local_hostname` `"localhost:12345"`, metadata `"127.0.0.1:2379"` (etcd), master
+/// `"127.0.0.1:50051"`, a 1 GiB staging buffer, and `mount_segment_size` bytes contributed.
+/// `protocol` NULL means `"tcp"`, `device_name` NULL `""`. A handle already set up is
+/// `INVALID_PARAMS`. Returns 0 or a negative code. Thread-safe.
+///
+/// # Safety
+/// `protocol` and `device_name` must be NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_init_all(
+    store: mooncake_store_t,
+    protocol: *const c_char,
+    device_name: *const c_char,
+    mount_segment_size: u64,
+) -> c_int {
+    store_rc("mooncake_store_init_all", || {
+        let slot = slot_ref(store)?;
+        // SAFETY: NUL-terminated strings or NULL (caller guarantee).
+        let (protocol, device) =
+            unsafe { (str_or(protocol, "protocol", "tcp")?, str_or(device_name, "device_name", "")?) };
+        if slot.client.read().is_some() {
+            return Err(StoreError::invalid("the store is already set up"));
+        }
+        let config = StoreConfig {
+            local_hostname: "localhost:12345".into(),
+            metadata_server: "127.0.0.1:2379".into(),
+            global_segment_size: mount_segment_size,
+            local_buffer_size: 1 << 30,
+            protocol: protocol.into(),
+            device_name: device.into(),
+            master_server_addr: "127.0.0.1:50051".into(),
+        };
+        set_up(&slot, &config)
+    })
+}
+
+/// 0 healthy, 1 not set up or closed, 2 master unreachable (Mooncake's `health_check`);
+/// `INVALID_PARAMS` for a NULL or stale handle. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn mooncake_store_health_check(store: mooncake_store_t) -> c_int {
+    store_boundary(
+        "mooncake_store_health_check",
+        |c| c,
+        || Ok(slot_ref(store)?.client_now().map_or(1, |c| c.health_check())),
+    )
+}
+
+// ---- put -------------------------------------------------------------------------------------
+
+/// Stores `size` bytes at `value` (copied during the call) under `key`. A key that exists
+/// already keeps its first value and the call returns 0 (`mooncake_store_upsert` semantics
+/// are in `mooncake_store_put_ex`). `config` NULL: one replica, no pin. Returns 0, or
+/// `INVALID_PARAMS` (-600: empty key or value, NULL pointers), `NO_AVAILABLE_HANDLE` (-200:
+/// no space), `RPC_FAIL` (-900), `TRANSFER_FAIL` (-800). Thread-safe.
+///
+/// # Safety
+/// `key` must be NULL or a NUL-terminated string; `value` readable for `size` bytes; `config`
+/// NULL or a valid config; all read during the call only.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_put(
+    store: mooncake_store_t,
+    key: *const c_char,
+    value: *const c_void,
+    size: usize,
+    config: *const mooncake_replicate_config_t,
+) -> c_int {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { super::store_extras::mooncake_store_put_ex(store, key, value, size, config, -1, 0) }
+}
+
+/// Stores `size` bytes of `buffer`, a range inside a buffer registered with
+/// `mooncake_store_register_buffer`, under `key` without copying them through the staging
+/// buffer. Codes as `mooncake_store_put`. Thread-safe; `buffer` must not change during the
+/// call.
+///
+/// # Safety
+/// As `mooncake_store_put`; `buffer` readable for `size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_put_from(
+    store: mooncake_store_t,
+    key: *const c_char,
+    buffer: *mut c_void,
+    size: usize,
+    config: *const mooncake_replicate_config_t,
+) -> c_int {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { super::store_extras::mooncake_store_put_from_ex(store, key, buffer, size, config, -1, 0) }
+}
+
+/// `mooncake_store_put_from` for `count` keys at once: `keys[i]` from `sizes[i]` bytes at
+/// `buffers[i]`. Writes each key's code (0 or negative) into `results_out[i]` and returns 0;
+/// returns a negative code (and writes nothing) when the arguments themselves are wrong.
+/// Thread-safe.
+///
+/// # Safety
+/// `keys`, `buffers`, `sizes` must hold `count` entries (keys NUL-terminated, each buffer
+/// readable for its size); `results_out` writable for `count` ints; `config` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_batch_put_from(
+    store: mooncake_store_t,
+    keys: *mut *const c_char,
+    buffers: *mut *mut c_void,
+    sizes: *const usize,
+    count: usize,
+    config: *const mooncake_replicate_config_t,
+    results_out: *mut c_int,
+) -> c_int {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        super::store_extras::mooncake_store_batch_put_from_ex(
+            store,
+            keys,
+            buffers,
+            sizes,
+            count,
+            config,
+            -1,
+            0,
+            results_out,
+        )
+    }
+}
+
+// ---- get -------------------------------------------------------------------------------------
+
+/// Reads the value of `key` into `buffer` (`size` bytes; registered with
+/// `mooncake_store_register_buffer` for zero copy, else copied through the staging buffer).
+/// Returns the value's length in bytes, or `OBJECT_NOT_FOUND` (-704), `INVALID_PARAMS` (-600:
+/// `size` smaller than the value, NULL pointers), `RPC_FAIL`, `TRANSFER_FAIL`. Grants a read
+/// lease on the object. Thread-safe.
+///
+/// # Safety
+/// `key` NULL or a NUL-terminated string; `buffer` writable for `size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_get_into(
+    store: mooncake_store_t,
+    key: *const c_char,
+    buffer: *mut c_void,
+    size: usize,
+) -> i64 {
+    store_boundary("mooncake_store_get_into", i64::from, || {
+        let client = store_ref(store)?;
+        // SAFETY: NUL-terminated string (caller guarantee).
+        let key = unsafe { str_arg(key, "key")? };
+        let addr = range_arg(buffer, size, "buffer")?;
+        let n = client.get_into(key, addr, size as u64)?;
+        i64::try_from(n).map_err(|_| StoreError::new(ErrorCode::InternalError, format!("{n} bytes do not fit int64_t")))
+    })
+}
+
+/// `mooncake_store_get_into` for `count` keys: writes each key's byte count or negative code
+/// into `results_out[i]` and returns 0; a negative code (nothing written) for wrong
+/// arguments. Thread-safe.
+///
+/// # Safety
+/// `keys`, `buffers`, `sizes` must hold `count` entries (each buffer writable for its size);
+/// `results_out` writable for `count` int64_t.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_batch_get_into(
+    store: mooncake_store_t,
+    keys: *mut *const c_char,
+    buffers: *mut *mut c_void,
+    sizes: *const usize,
+    count: usize,
+    results_out: *mut i64,
+) -> c_int {
+    store_rc("mooncake_store_batch_get_into", || {
+        let client = store_ref(store)?;
+        results_arg(results_out, count)?;
+        // SAFETY: forwarded caller guarantees.
+        let items = unsafe { key_buffers(keys, buffers, sizes, count)? };
+        let results: Vec<i64> = client
+            .batch_get_into(&items)
+            .into_iter()
+            .map(|r| match r {
+                Ok(n) => i64::try_from(n).unwrap_or(i64::from(ErrorCode::InternalError.code())),
+                Err(e) => {
+                    tracing::debug!("mooncake_store_batch_get_into: {e}");
+                    i64::from(e.code())
+                }
+            })
+            .collect();
+        check_len(results.len(), count)?;
+        // SAFETY: `results_out` is writable for `count` entries (caller guarantee).
+        unsafe { write_results(results_out, &results) };
+        Ok(())
+    })
+}
+
+/// A batch answer must have one entry per key.
+pub(crate) fn check_len(got: usize, want: usize) -> StoreResult<()> {
+    if got != want {
+        return Err(StoreError::new(ErrorCode::InternalError, format!("{got} results for {want} keys")));
+    }
+    Ok(())
+}
+
+// ---- queries ---------------------------------------------------------------------------------
+
+/// 1 when `key` exists (and is complete), 0 when not, or a negative code. Grants a read lease
+/// on an existing object, as Mooncake's `IsExist` does. Thread-safe.
+///
+/// # Safety
+/// `key` must be NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_is_exist(store: mooncake_store_t, key: *const c_char) -> c_int {
+    store_boundary(
+        "mooncake_store_is_exist",
+        |c| c,
+        || {
+            let client = store_ref(store)?;
+            // SAFETY: NUL-terminated string (caller guarantee).
+            let key = unsafe { str_arg(key, "key")? };
+            if key.is_empty() {
+                return Ok(0); // Mooncake: an empty key exists nowhere
+            }
+            Ok(c_int::from(client.is_exist(key)?))
+        },
+    )
+}
+
+/// `mooncake_store_is_exist` for `count` keys: 1, 0 or a negative code in `results_out[i]`;
+/// returns 0, or a negative code (nothing written) for wrong arguments. Thread-safe.
+///
+/// # Safety
+/// `keys` must hold `count` NUL-terminated strings; `results_out` writable for `count` ints.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_batch_is_exist(
+    store: mooncake_store_t,
+    keys: *mut *const c_char,
+    count: usize,
+    results_out: *mut c_int,
+) -> c_int {
+    store_rc("mooncake_store_batch_is_exist", || {
+        let client = store_ref(store)?;
+        results_arg(results_out, count)?;
+        // SAFETY: forwarded caller guarantee.
+        let keys = unsafe { keys_arg(keys, count)? };
+        let asked: Vec<&str> = keys.iter().copied().filter(|k| !k.is_empty()).collect();
+        let mut answers = client.batch_is_exist(&asked).into_iter();
+        let results: Vec<c_int> = keys
+            .iter()
+            .map(|k| match k.is_empty() {
+                true => 0,
+                false => match answers.next() {
+                    Some(Ok(found)) => c_int::from(found),
+                    Some(Err(e)) => e.code(),
+                    None => ErrorCode::InternalError.code(),
+                },
+            })
+            .collect();
+        // SAFETY: `results_out` is writable for `count` entries (caller guarantee).
+        unsafe { write_results(results_out, &results) };
+        Ok(())
+    })
+}
+
+/// The length in bytes of `key`'s value, or `OBJECT_NOT_FOUND` (-704) or another negative
+/// code. Grants a read lease. Thread-safe.
+///
+/// # Safety
+/// `key` must be NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_get_size(store: mooncake_store_t, key: *const c_char) -> i64 {
+    store_boundary("mooncake_store_get_size", i64::from, || {
+        let client = store_ref(store)?;
+        // SAFETY: NUL-terminated string (caller guarantee).
+        let key = unsafe { str_arg(key, "key")? };
+        let n = client.get_size(key)?;
+        i64::try_from(n)
+            .map_err(|_| StoreError::new(ErrorCode::InternalError, format!("size {n} does not fit int64_t")))
+    })
+}
+
+/// Writes the client's segment name (`"host:port"`, how other clients and
+/// `preferred_segments` name it) NUL-terminated into `buf_out[0..buf_len]`. Returns 0, or
+/// `INVALID_PARAMS` for NULL arguments or a buffer too small (then the name is cut, still
+/// NUL-terminated). Thread-safe.
+///
+/// # Safety
+/// `buf_out` must be NULL or writable for `buf_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_get_hostname(
+    store: mooncake_store_t,
+    buf_out: *mut c_char,
+    buf_len: usize,
+) -> c_int {
+    store_rc("mooncake_store_get_hostname", || {
+        let client = store_ref(store)?;
+        // SAFETY: writable for `buf_len` bytes (caller guarantee).
+        unsafe { write_c_string(buf_out, buf_len, &client.hostname()) }.map_err(params)
+    })
+}
+
+// ---- remove ----------------------------------------------------------------------------------
+
+/// Removes `key`. An object under a read lease (a get, `is_exist` or `get_size` in the last
+/// lease TTL, 10 s by default) is `OBJECT_HAS_LEASE` (-706) unless `force` is non-zero.
+/// Returns 0, `OBJECT_NOT_FOUND` (-704) or another negative code. Thread-safe.
+///
+/// # Safety
+/// `key` must be NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_remove(store: mooncake_store_t, key: *const c_char, force: c_int) -> c_int {
+    store_rc("mooncake_store_remove", || {
+        let client = store_ref(store)?;
+        // SAFETY: NUL-terminated string (caller guarantee).
+        let key = unsafe { str_arg(key, "key")? };
+        if key.is_empty() {
+            return Err(StoreError::new(ErrorCode::ObjectNotFound, "the key is empty")); // as Mooncake answers
+        }
+        client.remove(key, force != 0)
+    })
+}
+
+/// Removes every object whose key matches the regular expression `pattern` (ECMAScript-like
+/// syntax; leased objects only with `force`). Returns how many were removed, or a negative
+/// code (`INVALID_PARAMS` for a pattern that does not compile). Thread-safe.
+///
+/// # Safety
+/// `pattern` must be NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_remove_by_regex(
+    store: mooncake_store_t,
+    pattern: *const c_char,
+    force: c_int,
+) -> i64 {
+    store_boundary("mooncake_store_remove_by_regex", i64::from, || {
+        let client = store_ref(store)?;
+        // SAFETY: NUL-terminated string (caller guarantee).
+        let pattern = unsafe { str_arg(pattern, "pattern")? };
+        client.remove_by_regex(pattern, force != 0)
+    })
+}
+
+/// Removes every object (leased ones only with `force`: without it they are skipped). Returns
+/// how many were removed, or a negative code. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn mooncake_store_remove_all(store: mooncake_store_t, force: c_int) -> i64 {
+    store_boundary("mooncake_store_remove_all", i64::from, || store_ref(store)?.remove_all(force != 0))
+}
+
+// ---- buffers ---------------------------------------------------------------------------------
+
+/// Registers `size` bytes at `buffer` for zero-copy `put_from` / `get_into`. The memory stays
+/// owned by the caller and must stay valid until `mooncake_store_unregister_buffer` (or the
+/// store's destruction). Returns 0, or `INVALID_PARAMS` (NULL, size 0, a range overlapping a
+/// registered one). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn mooncake_store_register_buffer(store: mooncake_store_t, buffer: *mut c_void, size: usize) -> c_int {
+    store_rc("mooncake_store_register_buffer", || {
+        let client = store_ref(store)?;
+        if buffer.is_null() || size == 0 {
+            return Err(StoreError::invalid(format!("cannot register {size} bytes at {buffer:p}")));
+        }
+        client.register_buffer(buffer as u64, size as u64)
+    })
+}
+
+/// Unregisters the buffer registered at `buffer`. Returns 0, or `INVALID_PARAMS` when no
+/// buffer was registered there. Thread-safe; a transfer in flight from or to the buffer
+/// finishes first.
+#[unsafe(no_mangle)]
+pub extern "C" fn mooncake_store_unregister_buffer(store: mooncake_store_t, buffer: *mut c_void) -> c_int {
+    store_rc("mooncake_store_unregister_buffer", || store_ref(store)?.unregister_buffer(buffer as u64))
+}

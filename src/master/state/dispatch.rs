@@ -1,0 +1,73 @@
+//! One request in, one response out.
+
+use std::time::Instant;
+
+use super::MasterState;
+use crate::master::proto::{ClientId, ErrorCode, Outcome, Request, Response};
+
+impl MasterState {
+    /// Answers `request`, which arrived over a connection of `conn_client` (the id its `Hello`
+    /// named). `Hello` itself belongs to the connection and is refused here.
+    pub fn handle(&mut self, conn_client: ClientId, request: Request, now: Instant) -> Response {
+        if !matches!(request, Request::Ping { .. }) {
+            self.touch(conn_client, now);
+        }
+        match request {
+            Request::Hello { .. } => Response::Error(ErrorCode::InvalidParams),
+            Request::Health => Response::Done,
+            Request::ReadsDone { reads } => {
+                self.reads_done(&reads);
+                Response::Done
+            }
+            Request::Ping { client } => Response::Pong { known: self.ping(client, now) },
+            Request::MountSegment { client, segment, name, base, size } => {
+                done(self.mount_segment(client, segment, &name, base, size, now))
+            }
+            Request::UnmountSegment { client, segment } => match self.unmount_segment(client, segment, now) {
+                Ok(wait_ms) => Response::Unmounted { wait_ms },
+                Err(e) => Response::Error(e),
+            },
+            Request::PutStart { client, key, size, config, upsert } => {
+                match self.put_start(client, &key, size, &config, upsert, now) {
+                    Ok(slot) => Response::Put(slot),
+                    Err(e) => Response::Error(e),
+                }
+            }
+            Request::PutEnd { client, key, put_id } => done(self.put_end(client, &key, put_id, now)),
+            Request::PutRevoke { client, key, put_id } => done(self.put_revoke(client, &key, put_id)),
+            Request::BatchPutStart { client, items, config, upsert } => Response::PutBatch(
+                items.iter().map(|item| self.put_start(client, &item.key, item.size, &config, upsert, now)).collect(),
+            ),
+            Request::BatchPutFinish { client, puts, revoke } => {
+                Response::Codes(
+                    puts.iter()
+                        .map(|(key, id)| {
+                            if revoke { self.put_revoke(client, key, *id) } else { self.put_end(client, key, *id, now) }
+                        })
+                        .collect(),
+                )
+            }
+            Request::GetReplicas { key } => match self.get_replicas(&key, now) {
+                Ok(info) => Response::Object(info),
+                Err(e) => Response::Error(e),
+            },
+            Request::BatchGetReplicas { keys } => {
+                Response::Objects(keys.iter().map(|k| self.get_replicas(k, now)).collect())
+            }
+            Request::BatchExists { keys } => Response::Flags(keys.iter().map(|k| Ok(self.exists(k, now))).collect()),
+            Request::Remove { key, force } => done(self.remove(&key, force, now)),
+            Request::RemoveByRegex { pattern, force } => match self.remove_by_regex(&pattern, force, now) {
+                Ok(n) => Response::Count(n),
+                Err(e) => Response::Error(e),
+            },
+            Request::RemoveAll { force } => Response::Count(self.remove_all(force, now)),
+        }
+    }
+}
+
+fn done(r: Outcome<()>) -> Response {
+    match r {
+        Ok(()) => Response::Done,
+        Err(e) => Response::Error(e),
+    }
+}

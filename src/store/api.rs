@@ -1,0 +1,166 @@
+//! [`Store`]: the one type the C and Python layers hold. It is a real client (`setup`: an
+//! engine, a segment, connections to the master) or a dummy (`setup_dummy`: requests to this
+//! host's `mooncake_client`); both answer every call the same way.
+
+use std::sync::Arc;
+
+use super::client::RealClient;
+use super::dummy::DummyClient;
+use super::{ByteRange, ErrorCode, KeyBuffer, ReplicaConfig, StoreConfig, StoreError, StoreResult};
+
+/// A store client. Every method may be called from any thread at once. After `close` every
+/// operation fails with `INVALID_PARAMS` and `health_check` says 1.
+pub struct Store {
+    kind: Kind,
+}
+
+enum Kind {
+    Real(Arc<RealClient>),
+    Dummy(DummyClient),
+}
+
+macro_rules! both {
+    ($self:ident, $c:ident => $e:expr) => {
+        match &$self.kind {
+            Kind::Real($c) => $e,
+            Kind::Dummy($c) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// A real client: connects to the master, starts the engine, allocates and mounts the
+    /// segment (`global_segment_size`, none when 0) and the staging buffer. A master that is
+    /// down fails with `RPC_FAIL`.
+    pub fn setup(config: &StoreConfig) -> StoreResult<Store> {
+        Ok(Store { kind: Kind::Real(Arc::new(RealClient::setup(config)?)) })
+    }
+
+    /// A dummy client of the `mooncake_client` at `server_address` on this host.
+    pub fn setup_dummy(mem_pool_size: u64, local_buffer_size: u64, server_address: &str) -> StoreResult<Store> {
+        Ok(Store { kind: Kind::Dummy(DummyClient::setup(mem_pool_size, local_buffer_size, server_address)?) })
+    }
+
+    /// The real client behind this store (for `mooncake_client`, which serves dummies with it).
+    pub fn real(&self) -> Option<Arc<RealClient>> {
+        match &self.kind {
+            Kind::Real(r) => Some(Arc::clone(r)),
+            Kind::Dummy(_) => None,
+        }
+    }
+
+    /// Contributes `size` more bytes (a real client only).
+    pub fn mount_segment(&self, size: u64) -> StoreResult<()> {
+        match &self.kind {
+            Kind::Real(r) => r.mount_segment(size),
+            Kind::Dummy(_) => Err(StoreError::new(ErrorCode::NotSupported, "a dummy client has no segment of its own")),
+        }
+    }
+
+    /// Memory shared with the real client for zero-copy calls (a dummy client only).
+    pub fn alloc_from_mem_pool(&self, size: u64) -> StoreResult<u64> {
+        match &self.kind {
+            Kind::Real(_) => Err(StoreError::new(ErrorCode::NotSupported, "alloc_from_mem_pool is for dummy clients")),
+            Kind::Dummy(d) => d.alloc_from_mem_pool(size),
+        }
+    }
+
+    pub fn hostname(&self) -> String {
+        both!(self, c => c.hostname())
+    }
+
+    /// 0 healthy, 1 closed, 2 master (or real client) unreachable.
+    pub fn health_check(&self) -> i32 {
+        both!(self, c => c.health_check())
+    }
+
+    /// Unmounts and disconnects. Idempotent.
+    pub fn close(&self) -> StoreResult<()> {
+        both!(self, c => c.close())
+    }
+
+    pub fn register_buffer(&self, addr: u64, len: u64) -> StoreResult<()> {
+        both!(self, c => c.register_buffer(addr, len))
+    }
+
+    pub fn unregister_buffer(&self, addr: u64) -> StoreResult<()> {
+        both!(self, c => c.unregister_buffer(addr))
+    }
+
+    /// Puts the concatenation of `parts`; an existing key is kept (Ok) unless `upsert`.
+    pub fn put_parts(&self, key: &str, parts: &[&[u8]], config: &ReplicaConfig, upsert: bool) -> StoreResult<()> {
+        both!(self, c => c.put_parts(key, parts, config, upsert))
+    }
+
+    pub fn put_batch(&self, items: &[(&str, &[u8])], config: &ReplicaConfig, upsert: bool) -> Vec<StoreResult<()>> {
+        both!(self, c => c.put_batch(items, config, upsert))
+    }
+
+    /// Zero copy from registered memory.
+    pub fn put_from(&self, key: &str, addr: u64, len: u64, config: &ReplicaConfig, upsert: bool) -> StoreResult<()> {
+        both!(self, c => c.put_from(key, addr, len, config, upsert))
+    }
+
+    pub fn batch_put_from(
+        &self,
+        items: &[KeyBuffer<'_>],
+        config: &ReplicaConfig,
+        upsert: bool,
+    ) -> Vec<StoreResult<()>> {
+        both!(self, c => c.batch_put_from(items, config, upsert))
+    }
+
+    pub fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
+        both!(self, c => c.get(key))
+    }
+
+    pub fn get_batch(&self, keys: &[&str]) -> Vec<StoreResult<Vec<u8>>> {
+        both!(self, c => c.get_batch(keys))
+    }
+
+    /// Reads into registered memory; the number of bytes read.
+    pub fn get_into(&self, key: &str, addr: u64, len: u64) -> StoreResult<u64> {
+        both!(self, c => c.get_into(key, addr, len))
+    }
+
+    pub fn batch_get_into(&self, items: &[KeyBuffer<'_>]) -> Vec<StoreResult<u64>> {
+        both!(self, c => c.batch_get_into(items))
+    }
+
+    /// Byte ranges of `key` into registered memory at `buffer`; one outcome per range.
+    pub fn get_into_ranges(&self, buffer: u64, key: &str, ranges: &[ByteRange]) -> StoreResult<Vec<StoreResult<u64>>> {
+        both!(self, c => c.get_into_ranges(buffer, key, ranges))
+    }
+
+    pub fn is_exist(&self, key: &str) -> StoreResult<bool> {
+        self.batch_is_exist(&[key]).pop().unwrap_or_else(|| Err(StoreError::new(ErrorCode::InternalError, "no answer")))
+    }
+
+    pub fn batch_is_exist(&self, keys: &[&str]) -> Vec<StoreResult<bool>> {
+        both!(self, c => c.batch_is_exist(keys))
+    }
+
+    pub fn get_size(&self, key: &str) -> StoreResult<u64> {
+        both!(self, c => c.get_size(key))
+    }
+
+    pub fn remove(&self, key: &str, force: bool) -> StoreResult<()> {
+        both!(self, c => c.remove(key, force))
+    }
+
+    pub fn remove_by_regex(&self, pattern: &str, force: bool) -> StoreResult<i64> {
+        both!(self, c => c.remove_by_regex(pattern, force))
+    }
+
+    pub fn remove_all(&self, force: bool) -> StoreResult<i64> {
+        both!(self, c => c.remove_all(force))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!("closing the store client: {e}");
+        }
+    }
+}
