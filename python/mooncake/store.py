@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from . import _lib
 from ._lib import LIB
 from ._store_lib import ReplicateConfigC, StoreRange
+from .buffer_pool import BufferLease, BufferPool, RegisteredBufferLease, RegisteredBufferPool  # noqa: F401 - the wheel has them here
 
 log = logging.getLogger("mooncake")
 
@@ -35,6 +36,10 @@ __all__ = [
     "ReplicateConfig",
     "SoftPinAction",
     "BufferHandle",
+    "BufferPool",
+    "BufferLease",
+    "RegisteredBufferPool",
+    "RegisteredBufferLease",
     "parse_size",
 ]
 
