@@ -35,6 +35,7 @@ DURATION = os.environ.get("DURATION", "1")
 SEGMENT_MIB = os.environ.get("SEGMENT_MIB", "1024")
 OUT = os.environ.get("OUT") or tempfile.mkdtemp(prefix="mooncake-store-compare.")
 RELEASE = os.path.join(ROOT, "target", "release")
+os.makedirs(OUT, exist_ok=True)
 
 
 def free_port():

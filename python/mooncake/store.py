@@ -170,6 +170,18 @@ class ReplicateConfig:
 class _CConfig:
     """A :class:`ReplicateConfig` as the C call takes it (kept alive for the call)."""
 
+    _default: Optional["_CConfig"] = None
+
+    @classmethod
+    def of(cls, config: Optional[ReplicateConfig]) -> "_CConfig":
+        """The C form of ``config``; the default one (``None``) is built once and reused, since
+        most calls pass none and the C side only reads it."""
+        if config is None:
+            if cls._default is None:
+                cls._default = cls(None)
+            return cls._default
+        return cls(config)
+
     def __init__(self, config: Optional[ReplicateConfig]) -> None:
         if config is None:
             config = ReplicateConfig()
@@ -410,7 +422,12 @@ class MooncakeDistributedStore:
     def _put_parts(self, what: str, key: str, parts: Sequence[Any], config: Optional[ReplicateConfig],
                    upsert: bool) -> int:
         k = _key(key)
-        cfg = _CConfig(config)
+        cfg = _CConfig.of(config)
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            # The common case, one `bytes` value: passed by address, no arrays to build.
+            v = parts[0]
+            return _failed(what, LIB.mooncake_store_put_ex(self._handle, k, v, len(v), cfg.ref, cfg.ttl,
+                                                           int(upsert)))
         values = [_Bytes(p) for p in parts]
         ptrs = (c_void_p * max(1, len(values)))(*[v.addr for v in values])
         sizes = (c_size_t * max(1, len(values)))(*[v.size for v in values])
@@ -440,7 +457,7 @@ class MooncakeDistributedStore:
         if len(values) != n:
             log.error("%s: %d keys but %d values", what, n, len(values))
             return INVALID_PARAMS
-        cfg = _CConfig(config)
+        cfg = _CConfig.of(config)
         vals = [_Bytes(v) for v in values]
         ptrs = (c_void_p * max(1, n))(*[v.addr for v in vals])
         sizes = (c_size_t * max(1, n))(*[v.size for v in vals])
@@ -468,7 +485,7 @@ class MooncakeDistributedStore:
                   upsert: bool) -> int:
         k = _key(key)
         addr, n = _u64(buffer_ptr, "buffer_ptr"), _u64(size, "size")
-        cfg = _CConfig(config)
+        cfg = _CConfig.of(config)
         return _failed(what, LIB.mooncake_store_put_from_ex(self._handle, k, addr or None, n, cfg.ref, cfg.ttl,
                                                             int(upsert)))
 
@@ -487,7 +504,7 @@ class MooncakeDistributedStore:
         if len(addrs) != n or len(lens) != n:
             log.error("%s: %d keys, %d buffers, %d sizes", what, n, len(addrs), len(lens))
             return [INVALID_PARAMS] * n
-        cfg = _CConfig(config)
+        cfg = _CConfig.of(config)
         results = (c_int * max(1, n))()
         rc = LIB.mooncake_store_batch_put_from_ex(self._handle, karr, (c_void_p * max(1, n))(*addrs),
                                                   (c_size_t * max(1, n))(*lens), n, cfg.ref, cfg.ttl, int(upsert),
@@ -500,8 +517,15 @@ class MooncakeDistributedStore:
 
     def get(self, key: str) -> bytes:
         """The value of ``key``; ``b""`` when it is missing or cannot be read."""
-        buf = self.get_buffer(key)
-        return b"" if buf is None else bytes(buf)
+        handle = c_void_p()
+        n = LIB.mooncake_store_get_buffer(self._handle, _key(key), byref(handle))
+        if n < 0:
+            _failed("get", n)
+            return b""
+        try:
+            return ctypes.string_at(LIB.mooncake_store_buffer_data(handle), n) if n else b""
+        finally:
+            LIB.mooncake_store_buffer_free(handle)
 
     def get_buffer(self, key: str) -> Optional[BufferHandle]:
         """The value of ``key`` in library memory (:class:`BufferHandle`), or None."""
