@@ -42,33 +42,20 @@ _vendored_protoc()
 setup(
     rust_extensions=[
         RustExtension("mooncake._libmooncake", path=CARGO_TOML, binding=Binding.NoBinding, features=FEATURES),
+    ]
+    + [
         RustExtension(
-            {"mooncake-bench": "mooncake.mooncake_bench"},
+            {script: f"mooncake.{binary}"},
             path=CARGO_TOML,
             binding=Binding.Exec,
-            args=["--bin", "mooncake-bench"],
+            args=["--bin", script],
             features=FEATURES,
-        ),
-        RustExtension(
-            {"mooncake_master": "mooncake.mooncake_master"},
-            path=CARGO_TOML,
-            binding=Binding.Exec,
-            args=["--bin", "mooncake_master"],
-            features=FEATURES,
-        ),
-        RustExtension(
-            {"mooncake_client": "mooncake.mooncake_client"},
-            path=CARGO_TOML,
-            binding=Binding.Exec,
-            args=["--bin", "mooncake_client"],
-            features=FEATURES,
-        ),
-        RustExtension(
-            {"mooncake_http_metadata_server": "mooncake.mooncake_http_metadata_server"},
-            path=CARGO_TOML,
-            binding=Binding.Exec,
-            args=["--bin", "mooncake_http_metadata_server"],
-            features=FEATURES,
-        ),
+        )
+        for script, binary in [
+            ("mooncake-bench", "mooncake_bench"),
+            ("mooncake_master", "mooncake_master"),
+            ("mooncake_client", "mooncake_client"),
+            ("mooncake_http_metadata_server", "mooncake_http_metadata_server"),
+        ]
     ],
 )

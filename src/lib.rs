@@ -15,6 +15,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod ffi;
+pub mod gflags;
 pub mod logging;
 pub mod master;
 pub mod metadata;

@@ -106,3 +106,29 @@ fn submission_errors_are_all_or_nothing() {
     e.submit(b, &[ok], None).unwrap();
     assert_eq!(wait(&e, b, 1), vec![4]);
 }
+
+#[test]
+fn copy_local_moves_registered_bytes_at_once_and_refuses_the_rest() {
+    let e = TransferEngine::new(EngineOptions::p2p("127.0.0.1")).expect("engine");
+    let mut target: Vec<u8> = (0..8192u32).map(|i| i as u8).collect();
+    let mut source: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+    let loose = vec![9u8; 4096];
+    let (t, s) = (target.as_mut_ptr() as u64, source.as_mut_ptr() as u64);
+    e.register_memory(t, 8192, "cpu:0", true).unwrap();
+    e.register_memory(s, 4096, "cpu:0", false).unwrap();
+    e.copy_local(Opcode::Write, s, t + 100, 4096).unwrap();
+    assert_eq!(&target[100..4196], &source[..]);
+    target.fill(0);
+    e.copy_local(Opcode::Read, s, t + 8, 4096).unwrap();
+    assert_eq!(&source[..], &target[8..4104]);
+    let refused = [
+        e.copy_local(Opcode::Write, loose.as_ptr() as u64, t, 4096),
+        e.copy_local(Opcode::Write, s, t + 8000, 4096),
+        e.copy_local(Opcode::Read, t, s, 4096),
+    ];
+    for r in refused {
+        assert_eq!(r.unwrap_err().code, Code::AddressNotRegistered);
+    }
+    e.unregister_memory(s).unwrap();
+    e.unregister_memory(t).unwrap();
+}

@@ -69,7 +69,7 @@ pub struct Flags {
 
     /// Discover devices and install the transports they allow, instead of `--protocol`.
     #[arg(long, default_value = "false", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = parse_bool)]
+          default_missing_value = "true", value_parser = crate::gflags::clap_bool)]
     pub auto_discovery: bool,
 
     /// Report unit: GB|GiB|Gb|MB|MiB|Mb|KB|KiB|Kb.
@@ -95,17 +95,17 @@ pub struct Flags {
     /// Ours: before the timed run, write a pattern over every block the run uses, read it back
     /// into zeroed memory and compare (initiator only).
     #[arg(long, default_value = "false", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = parse_bool)]
+          default_missing_value = "true", value_parser = crate::gflags::clap_bool)]
     pub verify: bool,
 
     /// Ours: print one JSON object on stdout instead of the text report.
     #[arg(long, default_value = "false", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = parse_bool)]
+          default_missing_value = "true", value_parser = crate::gflags::clap_bool)]
     pub json: bool,
 
     /// Ours: yield the CPU between status polls instead of spinning (Mooncake's bench spins).
     #[arg(long, default_value = "false", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = parse_bool)]
+          default_missing_value = "true", value_parser = crate::gflags::clap_bool)]
     pub poll_yield: bool,
 
     /// Ours: seconds one batch may take before its unfinished tasks count as errors and the
@@ -117,42 +117,9 @@ pub struct Flags {
 /// Names of the boolean flags, for gflags' `--noflag` spelling.
 const BOOL_FLAGS: &[&str] = &["auto_discovery", "verify", "json", "poll_yield"];
 
-/// gflags' boolean values.
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "t" | "yes" | "y" | "1" => Ok(true),
-        "false" | "f" | "no" | "n" | "0" => Ok(false),
-        _ => Err(format!("{s:?} is not a boolean (true/false, yes/no, 1/0)")),
-    }
-}
-
-/// Rewrites gflags-only spellings into ones clap reads: `-flag…` → `--flag…`, `--noflag` →
-/// `--flag=false`. Arguments after a bare `--` are left alone.
+/// Rewrites gflags-only spellings (`-flag`, `--noflag`) into ones clap reads.
 pub fn normalize<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = false;
-    for (i, a) in args.into_iter().enumerate() {
-        if i == 0 || rest {
-            out.push(a);
-            continue;
-        }
-        if a == "--" {
-            rest = true;
-            out.push(a);
-            continue;
-        }
-        let mut a = a;
-        if a.len() > 2 && a.starts_with('-') && !a.starts_with("--") && a.as_bytes()[1].is_ascii_alphabetic() {
-            a = format!("-{a}");
-        }
-        if let Some(name) = a.strip_prefix("--no")
-            && BOOL_FLAGS.contains(&name)
-        {
-            a = format!("--{name}=false");
-        }
-        out.push(a);
-    }
-    out
+    crate::gflags::normalize(args, BOOL_FLAGS)
 }
 
 impl Flags {

@@ -71,7 +71,7 @@ pub struct StoreFlags {
 
 /// `mooncake-bench store …` (`args[0]` is `store`).
 pub fn main(args: Vec<String>) -> i32 {
-    let flags = match StoreFlags::try_parse_from(super::flags::normalize(args)) {
+    let flags = match StoreFlags::try_parse_from(crate::gflags::normalize(args, &["json"])) {
         Ok(f) => f,
         Err(e) => {
             let _ = e.print();

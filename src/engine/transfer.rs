@@ -91,6 +91,27 @@ impl TransferEngine {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// Copies `length` bytes between registered memory at `local` and this engine's own
+    /// segment at `remote`, on the caller's thread and at once (no batch). For callers that own
+    /// both sides and wait for the copy anyway (the store's replicas in this process); the
+    /// ranges are checked as for a submitted request.
+    pub fn copy_local(&self, opcode: Opcode, local: u64, remote: u64, length: u64) -> Result<()> {
+        self.shared.check_running()?;
+        if !self.shared.regions.contains(local, length) {
+            return Err(Error::new(
+                Code::AddressNotRegistered,
+                format!("local range {local:#x}+{length} is not inside one registered region"),
+            ));
+        }
+        if !self.shared.local.copy_now(opcode, local as usize, remote, length) {
+            return Err(Error::new(
+                Code::AddressNotRegistered,
+                format!("range {remote:#x}+{length} is not inside one remotely accessible region of this engine"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Allocates a batch of `capacity` tasks.
     pub fn allocate_batch(&self, capacity: usize) -> Result<u64> {
         self.shared.check_running()?;

@@ -16,5 +16,6 @@ pub mod mooncake;
 pub mod notify;
 pub mod segment;
 pub mod store;
+pub mod store_args;
 pub mod store_extras;
 pub mod types;

@@ -6,9 +6,10 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use super::store::{
-    check_len, code_of, install, key_buffers, keys_arg, mooncake_replicate_config_t, mooncake_store_t, range_arg,
-    replica_config, results_arg, slice_arg, slot_ref, store_boundary, store_rc, store_ref, str_arg, write_results,
+use super::store::{check_len, install, mooncake_replicate_config_t, mooncake_store_t};
+use super::store_args::{
+    code_of, key_buffers, keys_arg, range_arg, replica_config, results_arg, slice_arg, slot_ref, store_boundary,
+    store_rc, store_ref, str_arg, write_results,
 };
 use crate::store::{ByteRange, ErrorCode, Store, StoreError};
 

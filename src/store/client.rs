@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::memory::Mapping;
 use super::rpc::MasterClient;
 use super::staging::Staging;
 use super::{ErrorCode, RPC_TIMEOUT, StoreConfig, StoreError, StoreResult};
 use crate::engine::{EngineOptions, TransferEngine};
 use crate::master::proto::{Request, Response, SegmentId};
+use crate::transport::mapping::Mapping;
 
 /// How often a client tells the master it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -22,10 +22,10 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// The longest `close` keeps an unmounted segment registered for readers still holding leases.
 const MAX_UNMOUNT_WAIT: Duration = Duration::from_secs(10);
 
-/// A store client. Every method may be called from any thread at once. After [`close`]
-/// (or drop) every operation fails with `INVALID_PARAMS`... except `health_check`, which says 1.
-///
-/// [`close`]: RealClient::close
+/// The real store client (see [`super::Store`]): an engine, the segments it contributes,
+/// connections to the master. Every method may be called from any thread at once; after
+/// [`close`](RealClient::close) (or drop) every operation fails with `INVALID_PARAMS` and
+/// `health_check` says 1.
 pub struct RealClient {
     pub(super) inner: Arc<Inner>,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
@@ -275,6 +275,23 @@ impl Inner {
             Response::Object(info) if !info.replicas.is_empty() => Ok(info),
             other => Err(unexpected("GetReplicas", &other)),
         }
+    }
+
+    /// Copies `bytes` to `addr` in one of this client's own segments (a replica the master
+    /// placed here).
+    pub fn write_own(&self, addr: u64, bytes: &[u8]) -> StoreResult<()> {
+        if self.segments.lock().iter().any(|s| s.memory.write_at(addr, bytes)) {
+            return Ok(());
+        }
+        Err(StoreError::new(ErrorCode::InvalidReplica, format!("{:#x} is not in a segment of this client", addr)))
+    }
+
+    /// Fills `out` from `addr` in one of this client's own segments.
+    pub fn read_own(&self, addr: u64, out: &mut [u8]) -> StoreResult<()> {
+        if self.segments.lock().iter().any(|s| s.memory.read_at(addr, out)) {
+            return Ok(());
+        }
+        Err(StoreError::new(ErrorCode::InvalidReplica, format!("{:#x} is not in a segment of this client", addr)))
     }
 
     /// Whether `[addr, addr + len)` lies inside one registered buffer.

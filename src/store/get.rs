@@ -4,10 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::client::RealClient;
-use super::client::{Inner, check_key, unexpected};
+use super::client::{Inner, RealClient, check_key, unexpected};
 use super::transfer::{self, Op};
-use super::{ByteRange, ErrorCode, KeyBuffer, StoreError, StoreResult, memory};
+use super::{ByteRange, ErrorCode, KeyBuffer, StoreError, StoreResult};
 use crate::master::proto::{ObjectInfo, Replica, Request, Response};
 use crate::transport::Opcode;
 
@@ -92,7 +91,7 @@ impl RealClient {
                 Err(e) => outcome.push(Err(e)),
             }
         }
-        let copied = transfer::run(&inner.engine, &inner.hostname, inner.memcpy_local, &ops, items.len());
+        let copied = transfer::run(&inner.engine, &inner.hostname, &ops, items.len());
         let lease = inner.master.params().lease_ttl;
         for op in &ops {
             if let Err(e) = &copied[op.item] {
@@ -143,7 +142,7 @@ impl RealClient {
                 )))),
             }
         }
-        let copied = transfer::run(&inner.engine, &inner.hostname, inner.memcpy_local, &ops, ranges.len());
+        let copied = transfer::run(&inner.engine, &inner.hostname, &ops, ranges.len());
         let late = within_lease(started, inner.master.params().lease_ttl);
         for op in &ops {
             if let Err(e) = copied[op.item].clone().and_then(|()| late.clone()) {
@@ -211,9 +210,7 @@ impl Inner {
 
     fn read_replica(&self, r: &Replica, value: &mut [u8]) -> StoreResult<()> {
         if self.memcpy_local && r.segment_name == self.hostname {
-            // SAFETY: the replica is in this process's own segment and leased for this read.
-            unsafe { memory::copy_out(r.addr, value) };
-            return Ok(());
+            return self.read_own(r.addr, value);
         }
         let size = value.len() as u64;
         let mut done = 0;
@@ -228,9 +225,9 @@ impl Inner {
                 len,
                 item: 0,
             };
-            transfer::run(&self.engine, &self.hostname, self.memcpy_local, &[op], 1).pop().unwrap_or(Ok(()))?;
-            // SAFETY: the chunk is this caller's and the engine has finished writing it.
-            unsafe { memory::copy_out(chunk.addr(), &mut value[done as usize..(done + len) as usize]) };
+            transfer::run(&self.engine, &self.hostname, &[op], 1).pop().unwrap_or(Ok(()))?;
+            let inside = chunk.read_at(chunk.addr(), &mut value[done as usize..(done + len) as usize]);
+            debug_assert!(inside, "the chunk holds `len` bytes");
             done += len;
         }
         Ok(())
@@ -248,7 +245,7 @@ impl Inner {
                 len: info.size,
                 item: 0,
             };
-            last = transfer::run(&self.engine, &self.hostname, self.memcpy_local, &[op], 1).pop().unwrap_or(Ok(()));
+            last = transfer::run(&self.engine, &self.hostname, &[op], 1).pop().unwrap_or(Ok(()));
             if last.is_ok() {
                 break;
             }

@@ -13,7 +13,6 @@ pub mod client;
 pub mod dummy;
 mod error;
 mod get;
-pub(crate) mod memory;
 mod put;
 pub mod rpc;
 pub mod size;
@@ -48,7 +47,8 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// Mooncake's defaults: a 16 MiB staging buffer and a 16 MiB segment... see `python/`.
+    /// A tcp client of `master_server_addr` with a 16 MiB segment and a 16 MiB staging buffer
+    /// (callers set the sizes they want).
     pub fn new(local_hostname: &str, metadata_server: &str, master_server_addr: &str) -> StoreConfig {
         StoreConfig {
             local_hostname: local_hostname.into(),

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::client::RealClient;
-use super::client::{Inner, check_key, unexpected};
+use super::client::{Inner, RealClient, check_key, unexpected};
+use super::staging::Chunk;
 use super::transfer::{self, Op};
-use super::{ErrorCode, KeyBuffer, ReplicaConfig, StoreError, StoreResult, memory};
+use super::{ErrorCode, KeyBuffer, ReplicaConfig, StoreError, StoreResult};
 use crate::master::proto::{PutItem, PutSlot, Replica, Request, Response};
 use crate::transport::Opcode;
 
@@ -92,7 +92,7 @@ impl RealClient {
                     })
                 })
                 .collect();
-            transfer::run(&inner.engine, &inner.hostname, inner.memcpy_local, &ops, slots.len())
+            transfer::run(&inner.engine, &inner.hostname, &ops, slots.len())
         });
         for (o, r) in outcome.iter_mut().zip(refused) {
             if let Some(e) = r {
@@ -272,11 +272,13 @@ impl Inner {
         let mut staged = Vec::new();
         for (n, job) in jobs.iter().enumerate() {
             for r in job.replicas.iter().filter(|r| is_local(r)) {
+                // The master reserved `size` bytes at `r.addr` for this put.
                 let mut at = r.addr;
                 for part in job.parts {
-                    // SAFETY: the master reserved `size` bytes at `r.addr` in this process's
-                    // own segment for this put; nothing else writes there until it ends.
-                    unsafe { memory::copy_in(at, part) };
+                    if let Err(e) = self.write_own(at, part) {
+                        outcome[n] = Err(e);
+                        break;
+                    }
                     at += part.len() as u64;
                 }
             }
@@ -293,7 +295,7 @@ impl Inner {
             let mut ops = Vec::new();
             let mut at = chunk.addr();
             for &n in &staged {
-                gather(jobs[n].parts, 0, at, jobs[n].size);
+                gather(jobs[n].parts, 0, &chunk, at, jobs[n].size);
                 for r in jobs[n].replicas.iter().filter(|r| !is_local(r)) {
                     ops.push(Op {
                         opcode: Opcode::Write,
@@ -306,7 +308,7 @@ impl Inner {
                 }
                 at += jobs[n].size;
             }
-            return transfer::run(&self.engine, &self.hostname, self.memcpy_local, &ops, jobs.len());
+            return transfer::run(&self.engine, &self.hostname, &ops, jobs.len());
         }
         for n in staged {
             outcome[n] = self.write_chunked(&jobs[n], &is_local);
@@ -320,7 +322,7 @@ impl Inner {
         while done < job.size {
             let chunk = self.staging.borrow(job.size - done)?;
             let len = chunk.len().min(job.size - done);
-            gather(job.parts, done, chunk.addr(), len);
+            gather(job.parts, done, &chunk, chunk.addr(), len);
             let ops: Vec<Op<'_>> = job
                 .replicas
                 .iter()
@@ -334,15 +336,15 @@ impl Inner {
                     item: 0,
                 })
                 .collect();
-            transfer::run(&self.engine, &self.hostname, self.memcpy_local, &ops, 1).pop().unwrap_or(Ok(()))?;
+            transfer::run(&self.engine, &self.hostname, &ops, 1).pop().unwrap_or(Ok(()))?;
             done += len;
         }
         Ok(())
     }
 }
 
-/// Copies bytes `from..from + len` of the concatenated `parts` to `dst`.
-fn gather(parts: &[&[u8]], from: u64, dst: u64, len: u64) {
+/// Copies bytes `from..from + len` of the concatenated `parts` to `dst` in `chunk`.
+fn gather(parts: &[&[u8]], from: u64, chunk: &Chunk<'_>, dst: u64, len: u64) {
     let (mut skip, mut left, mut at) = (from as usize, len as usize, dst);
     for part in parts {
         if left == 0 {
@@ -353,8 +355,8 @@ fn gather(parts: &[&[u8]], from: u64, dst: u64, len: u64) {
             continue;
         }
         let piece = &part[skip..(skip + left).min(part.len())];
-        // SAFETY: `dst..dst + len` is a borrowed staging chunk, exclusively this caller's.
-        unsafe { memory::copy_in(at, piece) };
+        let inside = chunk.write_at(at, piece);
+        debug_assert!(inside, "callers gather into their own chunk");
         at += piece.len() as u64;
         left -= piece.len();
         skip = 0;

@@ -189,7 +189,7 @@ impl MasterClient {
 
 fn into_result(response: Response, request: &Request) -> StoreResult<Response> {
     match response {
-        Response::Error(code) => Err(StoreError::from_master(code, kind(request))),
+        Response::Error(code) => Err(StoreError::from_master(code, request.kind())),
         other => Ok(other),
     }
 }
@@ -197,7 +197,7 @@ fn into_result(response: Response, request: &Request) -> StoreResult<Response> {
 fn rpc_error(e: &FrameError, request: &Request) -> StoreError {
     let timed_out = matches!(e, FrameError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
     let code = if timed_out { ErrorCode::RpcTimeout } else { ErrorCode::RpcFail };
-    StoreError::new(code, format!("{} to the master failed: {e}", kind(request)))
+    StoreError::new(code, format!("{} to the master failed: {e}", request.kind()))
 }
 
 /// Requests that change nothing, or nothing twice.
@@ -211,9 +211,4 @@ fn is_idempotent(request: &Request) -> bool {
             | Request::BatchExists { .. }
             | Request::Hello { .. }
     )
-}
-
-/// The request's name, for messages.
-pub fn kind(request: &Request) -> &'static str {
-    request.kind()
 }

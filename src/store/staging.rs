@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::memory::Mapping;
 use super::{ErrorCode, StoreError, StoreResult};
+use crate::transport::mapping::Mapping;
 
 /// Chunks are multiples of this, so that concurrent small values do not fragment the buffer.
 const GRAIN: u64 = 4096;
@@ -102,6 +102,20 @@ impl Chunk<'_> {
 
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Copies `bytes` to `addr` inside this chunk; false (nothing written) outside it.
+    pub fn write_at(&self, addr: u64, bytes: &[u8]) -> bool {
+        self.contains(addr, bytes.len() as u64) && self.staging.memory.write_at(addr, bytes)
+    }
+
+    /// Fills `out` from `addr` inside this chunk; false (nothing read) outside it.
+    pub fn read_at(&self, addr: u64, out: &mut [u8]) -> bool {
+        self.contains(addr, out.len() as u64) && self.staging.memory.read_at(addr, out)
+    }
+
+    fn contains(&self, addr: u64, len: u64) -> bool {
+        addr >= self.addr() && addr.checked_add(len).is_some_and(|end| end <= self.addr() + self.len)
     }
 }
 

@@ -43,24 +43,27 @@ pub struct ClientFlags {
     pub threads: i32,
     /// Not available in this build (accepted, logged).
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+          action = clap::ArgAction::Set, value_parser = crate::gflags::clap_bool)]
     pub enable_offload: bool,
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+          action = clap::ArgAction::Set, value_parser = crate::gflags::clap_bool)]
     pub start_offload_rpc_server: bool,
     #[arg(long, default_value = "default")]
     pub tenant_id: String,
     /// Not available in this build (accepted, logged).
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+          action = clap::ArgAction::Set, value_parser = crate::gflags::clap_bool)]
     pub enable_http_server: bool,
     #[arg(long, default_value_t = 9300)]
     pub http_port: u16,
 }
 
+/// The boolean flags, for gflags' `--noflag` spelling.
+const BOOL_FLAGS: &[&str] = &["enable_offload", "start_offload_rpc_server", "enable_http_server"];
+
 /// Runs `mooncake_client` with a command line; the exit status.
 pub fn main_with_args(args: Vec<String>) -> i32 {
-    let flags = match ClientFlags::try_parse_from(crate::bench::flags::normalize(args)) {
+    let flags = match ClientFlags::try_parse_from(crate::gflags::normalize(args, BOOL_FLAGS)) {
         Ok(f) => f,
         Err(e) => {
             let _ = e.print();

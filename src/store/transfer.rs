@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{ErrorCode, StoreError, StoreResult, memory};
+use super::{ErrorCode, StoreError, StoreResult};
 use crate::engine::TransferEngine;
 use crate::engine::batch::STATUS_COMPLETED;
 use crate::engine::{BatchOutcome, TransferRequest};
@@ -26,40 +26,22 @@ pub struct Op<'a> {
     pub item: usize,
 }
 
-/// Runs `ops` (local ones as memcpy, the rest as one engine batch) and returns each item's
-/// outcome, `items` long: an item fails when any of its copies failed.
-pub fn run(
-    engine: &TransferEngine,
-    own_segment: &str,
-    memcpy_local: bool,
-    ops: &[Op<'_>],
-    items: usize,
-) -> Vec<StoreResult<()>> {
+/// Runs `ops` and returns each item's outcome, `items` long: an item fails when any of its
+/// copies failed. Copies to this process's own segment are done at once by the engine's local
+/// memcpy (`TransferEngine::copy_local`, both ranges checked against registered memory), the
+/// others as one engine batch.
+pub fn run(engine: &TransferEngine, own_segment: &str, ops: &[Op<'_>], items: usize) -> Vec<StoreResult<()>> {
     let mut outcome: Vec<StoreResult<()>> = (0..items).map(|_| Ok(())).collect();
-    let mut remote = Vec::new();
+    let mut requests = Vec::with_capacity(ops.len());
+    let mut owners = Vec::with_capacity(ops.len());
     for op in ops {
-        if memcpy_local && op.segment == own_segment {
-            // SAFETY: `local` is registered (or this client's staging/segment memory) and the
-            // replica range is in this process's own segment, reserved for this put or leased
-            // for this read by the master.
-            unsafe {
-                match op.opcode {
-                    Opcode::Write => memory::copy_raw(op.local, op.remote, op.len),
-                    Opcode::Read => memory::copy_raw(op.remote, op.local, op.len),
-                }
+        if op.segment == own_segment {
+            if let Err(e) = engine.copy_local(op.opcode, op.local, op.remote, op.len) {
+                fail(&mut outcome, op.item, format!("local copy: {}", e.message));
             }
-        } else {
-            remote.push(op);
+            continue;
         }
-    }
-    if remote.is_empty() {
-        return outcome;
-    }
-    let mut requests = Vec::with_capacity(remote.len());
-    let mut owners = Vec::with_capacity(remote.len());
-    for op in remote {
-        let target_id = if op.segment == own_segment { Ok(0) } else { engine.open_segment(op.segment, false) };
-        match target_id {
+        match engine.open_segment(op.segment, false) {
             Ok(target_id) => {
                 requests.push(TransferRequest {
                     opcode: op.opcode,

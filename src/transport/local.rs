@@ -69,23 +69,39 @@ impl LocalTransport {
     }
 }
 
+impl LocalTransport {
+    /// One copy on the caller's thread, at once (no slice, no batch), for callers that wait
+    /// for it anyway: the store's replicas in this process. The caller checked `local`
+    /// against the registered regions, as submission does; false when the target range is
+    /// not inside one registered region.
+    pub fn copy_now(&self, opcode: Opcode, local: usize, remote: u64, len: u64) -> bool {
+        copy_leased(&*self.memory, opcode, local, remote, len)
+    }
+}
+
 /// Performs one slice's copy; false when the target range is not (or no longer) registered.
 fn copy_one(memory: &dyn TargetMemory, slice: &Slice) -> bool {
-    let Some(_lease) = memory.lease(slice.remote, slice.len) else {
+    copy_leased(memory, slice.opcode, slice.local, slice.remote, slice.len)
+}
+
+/// The copy of `copy_one` and `copy_now`: the target range is leased for its duration.
+fn copy_leased(memory: &dyn TargetMemory, opcode: Opcode, local: usize, remote: u64, len: u64) -> bool {
+    let Some(_lease) = memory.lease(remote, len) else {
         tracing::warn!(
-            addr = format_args!("{:#x}", slice.remote),
-            len = slice.len,
+            addr = format_args!("{remote:#x}"),
+            len,
             "local transfer refused: target range is not inside one registered region"
         );
         return false;
     };
-    let (src, dst) = match slice.opcode {
-        Opcode::Write => (slice.local, slice.remote as usize),
-        Opcode::Read => (slice.remote as usize, slice.local),
+    let (src, dst) = match opcode {
+        Opcode::Write => (local, remote as usize),
+        Opcode::Read => (remote as usize, local),
     };
-    // SAFETY: the engine checked the local range against a registered region at submission;
-    // the target range is leased above, so it stays registered until the copy is done.
-    unsafe { copy_bytes(src, dst, slice.len) };
+    // SAFETY: the caller checked the local range against a registered region (at submission
+    // or in `TransferEngine::copy_local`); the target range is leased above, so it stays
+    // registered until the copy is done.
+    unsafe { copy_bytes(src, dst, len) };
     true
 }
 

@@ -8,8 +8,10 @@
 //!   against the target's published table (ours only; offered in the descriptor).
 //! - [`tcp`]: Mooncake's TCP data protocol, v2 (acknowledged) and v1 (`wire.md` §4).
 
+pub(crate) mod fd_passing;
 pub mod local;
 pub mod log_limit;
+pub(crate) mod mapping;
 pub mod memory;
 pub mod shm;
 pub mod tcp;

@@ -16,14 +16,7 @@ fn lookup(name: &str) -> Option<&'static Spec> {
     table::FLAGS.iter().find(|s| s.name == name)
 }
 
-/// gflags' bool spellings.
-pub fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "t" | "yes" | "y" | "1" => Some(true),
-        "false" | "f" | "no" | "n" | "0" => Some(false),
-        _ => None,
-    }
-}
+pub use crate::gflags::parse_bool;
 
 /// A decimal or `0x` hexadecimal integer with an optional sign.
 pub(super) fn parse_int(v: &str) -> Option<i128> {

@@ -17,8 +17,8 @@ use parking_lot::Mutex;
 use super::proto::{DUMMY_PROTOCOL, DummyRequest, DummyResponse, Range, socket_name};
 use super::wire;
 use crate::master::proto::{Envelope, ErrorCode};
-use crate::store::memory::{self, SharedMapping};
 use crate::store::{ByteRange, KeyBuffer, ReplicaConfig, StoreError, StoreResult};
+use crate::transport::mapping::SharedMapping;
 
 struct Conn {
     stream: UnixStream,
@@ -179,11 +179,12 @@ impl DummyClient {
             expect_done(self.exchange(&mut conn, &request, Some(m.fd()))?)?;
             (m.addr(), Some(m))
         };
+        // `[addr, addr + size)` is the staging mapping (held through `conn`) or the temporary one.
+        let target = temp.as_ref().unwrap_or(&conn.staging);
         let mut at = addr;
         for part in parts {
-            // SAFETY: `[addr, addr + size)` is the staging mapping (held through `conn`) or
-            // the temporary mapping, both ours and at least `size` bytes long.
-            unsafe { memory::copy_in(at, part) };
+            let inside = target.write_at(at, part);
+            debug_assert!(inside, "the mapping holds the whole value");
             at += part.len() as u64;
         }
         let request = DummyRequest::PutFrom {
@@ -228,10 +229,8 @@ impl DummyClient {
         let request = DummyRequest::GetInto { items: vec![Range { key: key.into(), addr, len: cap }] };
         match self.exchange(&mut conn, &request, None).and_then(first_size) {
             Ok(n) => {
-                let mut value = vec![0u8; n as usize];
-                // SAFETY: the real client wrote `n` bytes at the start of our staging mapping.
-                unsafe { memory::copy_out(addr, &mut value) };
-                Ok(value)
+                // The real client wrote `n` bytes at the start of our staging mapping.
+                read_value(&conn.staging, addr, n)
             }
             Err(e) if e.code == ErrorCode::InvalidParams => {
                 // Perhaps larger than the staging mapping: read it through one of its own.
@@ -250,10 +249,7 @@ impl DummyClient {
                 let got = self.exchange(&mut conn, &request, None).and_then(first_size);
                 let _ = self.exchange(&mut conn, &DummyRequest::Unshare { addr: m.addr() }, None);
                 let n = got?;
-                let mut value = vec![0u8; n as usize];
-                // SAFETY: the real client wrote `n` bytes at the start of this mapping.
-                unsafe { memory::copy_out(m.addr(), &mut value) };
-                Ok(value)
+                read_value(&m, m.addr(), n)
             }
             Err(e) => Err(e),
         }
@@ -328,6 +324,18 @@ impl DummyClient {
         }
         Ok(())
     }
+}
+
+/// `n` bytes at `addr` of `mapping`, which the real client just wrote.
+fn read_value(mapping: &SharedMapping, addr: u64, n: u64) -> StoreResult<Vec<u8>> {
+    let mut value = vec![0u8; n as usize];
+    if !mapping.read_at(addr, &mut value) {
+        return Err(StoreError::new(
+            ErrorCode::InternalError,
+            format!("the real client reported {n} bytes, more than the mapping"),
+        ));
+    }
+    Ok(value)
 }
 
 fn rpc_error(e: &crate::master::proto::FrameError) -> StoreError {

@@ -1,12 +1,15 @@
-//! The memory a store client owns (its segment and its staging buffer) and the raw copies
-//! between it and the caller's buffers.
+//! Memory a process maps for others to reach: anonymous mappings (a store client's segment
+//! and staging buffer) and memfd mappings shared with another process (a dummy store client
+//! and its `mooncake_client`). Both are written and read only through bounds-checked
+//! [`write_at`](Mapping::write_at)/[`read_at`](Mapping::read_at), so their users need no
+//! `unsafe` of their own.
 
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
 
-use super::{StoreError, StoreResult};
+use crate::store::{ErrorCode, StoreError, StoreResult};
 
 /// An anonymous private mapping, unmapped on drop. Pages are touched lazily, so a large
 /// segment costs only what is written into it (`MAP_NORESERVE`).
@@ -37,9 +40,7 @@ impl Mapping {
                 MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
             )
         }
-        .map_err(|e| {
-            StoreError::new(super::ErrorCode::InternalError, format!("cannot map {len} bytes of memory: {e}"))
-        })?;
+        .map_err(|e| StoreError::new(ErrorCode::InternalError, format!("cannot map {len} bytes of memory: {e}")))?;
         Ok(Mapping { ptr, len: size.get() })
     }
 
@@ -49,6 +50,18 @@ impl Mapping {
 
     pub fn len(&self) -> u64 {
         self.len as u64
+    }
+
+    /// Copies `bytes` to the absolute address `addr`, which must lie (with all of `bytes`)
+    /// inside this mapping; false (and nothing written) otherwise.
+    pub fn write_at(&self, addr: u64, bytes: &[u8]) -> bool {
+        write_in(self.addr(), self.len(), addr, bytes)
+    }
+
+    /// Fills `out` from the absolute address `addr` of this mapping; false (and `out`
+    /// untouched) when the range is not inside it.
+    pub fn read_at(&self, addr: u64, out: &mut [u8]) -> bool {
+        read_in(self.addr(), self.len(), addr, out)
     }
 }
 
@@ -60,34 +73,6 @@ impl Drop for Mapping {
             tracing::warn!("munmap of the store's memory failed: {e}");
         }
     }
-}
-
-/// Copies `src` into memory at `dst`.
-///
-/// # Safety
-/// `dst..dst + src.len()` must be writable memory that nothing else accesses during the copy
-/// (a registered user buffer or a range the master reserved for this put).
-pub unsafe fn copy_in(dst: u64, src: &[u8]) {
-    // SAFETY: `src` is a valid slice; the caller guarantees the destination range.
-    unsafe { crate::transport::memory::copy_bytes(src.as_ptr() as usize, dst as usize, src.len() as u64) };
-}
-
-/// Copies `dst.len()` bytes from memory at `src` into `dst`.
-///
-/// # Safety
-/// `src..src + dst.len()` must be readable memory (a registered buffer or a leased replica).
-pub unsafe fn copy_out(src: u64, dst: &mut [u8]) {
-    // SAFETY: `dst` is a valid slice; the caller guarantees the source range.
-    unsafe { crate::transport::memory::copy_bytes(src as usize, dst.as_mut_ptr() as usize, dst.len() as u64) };
-}
-
-/// Copies `len` bytes between two raw ranges.
-///
-/// # Safety
-/// Both ranges must be valid for `len` bytes (registered memory or a leased/reserved replica).
-pub unsafe fn copy_raw(src: u64, dst: u64, len: u64) {
-    // SAFETY: guaranteed by the caller.
-    unsafe { crate::transport::memory::copy_bytes(src as usize, dst as usize, len) };
 }
 
 /// Memory shared between a dummy client and its `mooncake_client`: a memfd mapped
@@ -108,7 +93,7 @@ impl SharedMapping {
     pub fn create(len: u64) -> StoreResult<SharedMapping> {
         use nix::sys::memfd::{MFdFlags, memfd_create};
         let internal = |what: &str, e: nix::Error| {
-            StoreError::new(super::ErrorCode::InternalError, format!("shared memory of {len} bytes: {what}: {e}"))
+            StoreError::new(ErrorCode::InternalError, format!("shared memory of {len} bytes: {what}: {e}"))
         };
         let fd = memfd_create(c"mooncake-dummy", MFdFlags::MFD_CLOEXEC).map_err(|e| internal("memfd_create", e))?;
         let size = i64::try_from(len).map_err(|_| StoreError::invalid(format!("{len} bytes is too large")))?;
@@ -132,7 +117,7 @@ impl SharedMapping {
         let ptr = unsafe {
             nix::sys::mman::mmap(None, size, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, &fd, 0)
         }
-        .map_err(|e| StoreError::new(super::ErrorCode::InternalError, format!("cannot map shared memory: {e}")))?;
+        .map_err(|e| StoreError::new(ErrorCode::InternalError, format!("cannot map shared memory: {e}")))?;
         Ok(SharedMapping { fd, ptr, len: size.get() })
     }
 
@@ -142,6 +127,18 @@ impl SharedMapping {
 
     pub fn len(&self) -> u64 {
         self.len as u64
+    }
+
+    /// Copies `bytes` to the absolute address `addr`, which must lie (with all of `bytes`)
+    /// inside this mapping; false (and nothing written) otherwise.
+    pub fn write_at(&self, addr: u64, bytes: &[u8]) -> bool {
+        write_in(self.addr(), self.len(), addr, bytes)
+    }
+
+    /// Fills `out` from the absolute address `addr` of this mapping; false (and `out`
+    /// untouched) when the range is not inside it.
+    pub fn read_at(&self, addr: u64, out: &mut [u8]) -> bool {
+        read_in(self.addr(), self.len(), addr, out)
     }
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -156,5 +153,54 @@ impl Drop for SharedMapping {
         if let Err(e) = unsafe { munmap(self.ptr, self.len) } {
             tracing::warn!("munmap of shared memory failed: {e}");
         }
+    }
+}
+
+/// Whether `[addr, addr + len)` lies inside `[base, base + size)`.
+fn inside(base: u64, size: u64, addr: u64, len: u64) -> bool {
+    addr >= base && addr.checked_add(len).is_some_and(|end| end <= base + size)
+}
+
+/// `write_at` of a live mapping `[base, base + size)`.
+fn write_in(base: u64, size: u64, addr: u64, bytes: &[u8]) -> bool {
+    if !inside(base, size, addr, bytes.len() as u64) {
+        return false;
+    }
+    // SAFETY: the range was checked to lie inside the caller's live mapping; `bytes` is a
+    // valid slice (`copy` allows overlap).
+    unsafe { crate::transport::memory::copy_bytes(bytes.as_ptr() as usize, addr as usize, bytes.len() as u64) };
+    true
+}
+
+/// `read_at` of a live mapping `[base, base + size)`.
+fn read_in(base: u64, size: u64, addr: u64, out: &mut [u8]) -> bool {
+    if !inside(base, size, addr, out.len() as u64) {
+        return false;
+    }
+    // SAFETY: the source range lies inside the caller's live mapping; `out` is a valid slice.
+    unsafe { crate::transport::memory::copy_bytes(addr as usize, out.as_mut_ptr() as usize, out.len() as u64) };
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_reads_stay_inside_the_mapping() {
+        let m = Mapping::new(8192).unwrap();
+        assert!(m.write_at(m.addr() + 100, b"hello"));
+        let mut out = [0u8; 5];
+        assert!(m.read_at(m.addr() + 100, &mut out));
+        assert_eq!(&out, b"hello");
+        assert!(!m.write_at(m.addr() + m.len() - 2, b"abc"), "past the end");
+        assert!(!m.write_at(m.addr() - 1, b"a"), "before the start");
+        assert!(!m.read_at(u64::MAX - 1, &mut out), "overflowing range");
+        let shared = SharedMapping::create(4096).unwrap();
+        let other = SharedMapping::map(shared.fd().try_clone_to_owned().unwrap(), 4096).unwrap();
+        assert!(shared.write_at(shared.addr(), b"both"));
+        let mut seen = [0u8; 4];
+        assert!(other.read_at(other.addr(), &mut seen));
+        assert_eq!(&seen, b"both", "two mappings of one memfd see the same bytes");
     }
 }
