@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README.md): installs what is missing, checks formatting and lints, builds
 # the release library, runs every Rust test (unit, C ABI, interop with Mooncake's wheel,
-# network namespaces, leaks), the etcd/redis features against real servers, then the C/C++
+# network namespaces, leaks), the etcd/redis features against real servers, the RDMA tests in
+# a soft-RoCE guest (ci/test-rdma.sh), then the C/C++
 # examples and ABI checks, the packaging (ci/install.sh into a prefix; the examples built from
 # it with CMake and pkg-config), the Python package, and the C examples and Python suites
 # behind each metadata service (ci/test-metadata.sh).
@@ -20,6 +21,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --release --all-targets -- -D warnings
+step "cargo check without the rdma feature"
+CARGO_TARGET_DIR=$PWD/target/no-rdma cargo check --release --no-default-features --all-targets
 step "cargo build --release"
 cargo build --release
 # The default build links no etcd or redis client (they are cargo features).
@@ -43,6 +46,9 @@ CARGO_TARGET_DIR=$MOONCAKE_FEATURES_TARGET cargo clippy --release --features etc
 MOONCAKE_REQUIRE_SERVERS=1 CARGO_TARGET_DIR=$MOONCAKE_FEATURES_TARGET \
   cargo test --release --features etcd,redis --lib --test metadata_backends --test metadata_http \
   -- --test-threads="${MOONCAKE_TEST_THREADS:-2}"
+
+step "RDMA in the soft-RoCE guest (two NICs, two NUMA nodes)"
+MOONCAKE_REQUIRE_RDMA=1 bash ci/test-rdma.sh
 
 step "C and C++ programs"
 bash ci/test-c.sh target/release include

@@ -234,8 +234,9 @@ int discoverTopology(transfer_engine_t engine);
 int getLocalIpAndPort(transfer_engine_t engine, char *buf_out, size_t buf_len);
 
 /**
- * Installs a transport: `"tcp"`. Installing one twice returns the same handle. `"rdma"`,
- * `"nvmeof"` and other device transports are not in this build: NULL, with
+ * Installs a transport: `"tcp"`, or `"rdma"` (builds with the `rdma` feature, the default;
+ * NULL when libibverbs cannot be loaded or no device opens). Installing one twice returns the
+ * same handle. `"nvmeof"` and other device transports are not in this build: NULL, with
  * `mooncake_last_error()` saying so. `args` may be NULL; when `args` and `args[0]` are
  * non-NULL, `args[0]` is a NUL-terminated NIC priority matrix in Mooncake's JSON
  * (`{"cpu:0": [["mlx5_0"], ["mlx5_1"]], …}`), read during the call, that replaces the
@@ -264,10 +265,11 @@ transport_t installTransport(transfer_engine_t engine,
 int uninstallTransport(transfer_engine_t engine, const char *proto);
 
 /**
- * Reports per-NIC load. `*count` is the capacity of `stats` on input and the number of NICs
- * on output (only `min(capacity, NICs)` entries are written). A TCP-only engine has no NIC
- * statistics: 0 entries. Returns 0, or `ERR_INVALID_ARGUMENT` for NULL arguments.
- * Thread-safe.
+ * Reports per-NIC load of the RDMA transport: each device's bytes posted and not yet
+ * completed, and its recent bandwidth (bits per second, an exponential average that decays to
+ * 0 after a second without traffic). `*count` is the capacity of `stats` on input and the
+ * number of entries written on output (`min(capacity, NICs)`). Without rdma
+ * installed: 0 entries. Returns 0, or `ERR_INVALID_ARGUMENT` for NULL arguments. Thread-safe.
  *
  * # Safety
  * Every pointer argument must be NULL or valid as described above for the whole call.

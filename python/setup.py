@@ -39,9 +39,26 @@ def _vendored_protoc() -> None:
 
 _vendored_protoc()
 
+
+def _rdma_buildable() -> bool:
+    """The rdma feature (on by default) needs libibverbs' and librdmacm's headers (and libclang)
+    at build time; without them, or with MOONCAKE_RDMA=0, the library is built without it."""
+    if os.environ.get("MOONCAKE_RDMA") == "0":
+        return False
+    try:
+        return subprocess.run(["pkg-config", "--exists", "libibverbs", "librdmacm"]).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+NO_DEFAULT_FEATURES = not _rdma_buildable()
+if NO_DEFAULT_FEATURES:
+    print("libmooncake: libibverbs/librdmacm headers not found; building without RDMA")
+
 setup(
     rust_extensions=[
-        RustExtension("mooncake._libmooncake", path=CARGO_TOML, binding=Binding.NoBinding, features=FEATURES),
+        RustExtension("mooncake._libmooncake", path=CARGO_TOML, binding=Binding.NoBinding, features=FEATURES,
+                      no_default_features=NO_DEFAULT_FEATURES),
     ]
     + [
         RustExtension(
@@ -50,6 +67,7 @@ setup(
             binding=Binding.Exec,
             args=["--bin", script],
             features=FEATURES,
+            no_default_features=NO_DEFAULT_FEATURES,
         )
         for script, binary in [
             ("mooncake-bench", "mooncake_bench"),

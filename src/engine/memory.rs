@@ -57,7 +57,14 @@ impl TransferEngine {
         }
         let region = resolve(Region::new(addr, len, location, remote_accessible));
         let resolved = region.resolved_location.clone();
+        #[cfg(feature = "rdma")]
+        let rdma_args = super::rdma::region_args(std::slice::from_ref(&region));
         self.shared.regions.insert_all(vec![region]).map_err(region_error)?;
+        #[cfg(feature = "rdma")]
+        if let Err(e) = self.shared.rdma_register(&rdma_args) {
+            let _ = self.shared.regions.remove(addr);
+            return Err(e);
+        }
         self.shared.sync_same_host(false);
         self.shared.publish();
         tracing::debug!(addr = format_args!("{addr:#x}"), len, location, %resolved, remote_accessible, "registered memory");
@@ -71,8 +78,16 @@ impl TransferEngine {
         if let Some(i) = entries.iter().position(|&(a, _)| a == 0) {
             return Err(Error::invalid(format!("entry {i}: addr is NULL")));
         }
-        let regions = entries.iter().map(|&(a, l)| resolve(Region::new(a, l, location, true))).collect();
+        let regions: Vec<Region> = entries.iter().map(|&(a, l)| resolve(Region::new(a, l, location, true))).collect();
+        #[cfg(feature = "rdma")]
+        let rdma_args = super::rdma::region_args(&regions);
         self.shared.regions.insert_all(regions).map_err(region_error)?;
+        #[cfg(feature = "rdma")]
+        if let Err(e) = self.shared.rdma_register(&rdma_args) {
+            let addrs: Vec<u64> = entries.iter().map(|&(a, _)| a).collect();
+            let _ = self.shared.regions.remove_all(&addrs);
+            return Err(e);
+        }
         self.shared.sync_same_host(false);
         self.shared.publish();
         Ok(())
@@ -88,6 +103,8 @@ impl TransferEngine {
     /// has ended; from then on no peer can touch it.
     pub fn unregister_memory(&self, addr: u64) -> Result<()> {
         self.shared.regions.remove(addr).map_err(region_error)?;
+        #[cfg(feature = "rdma")]
+        self.shared.rdma_unregister(&[addr]);
         self.shared.sync_same_host(true);
         self.shared.publish();
         Ok(())
@@ -96,6 +113,8 @@ impl TransferEngine {
     /// Unregisters several regions: all of them, or none when one is not registered.
     pub fn unregister_memory_batch(&self, addrs: &[u64]) -> Result<()> {
         self.shared.regions.remove_all(addrs).map_err(region_error)?;
+        #[cfg(feature = "rdma")]
+        self.shared.rdma_unregister(addrs);
         self.shared.sync_same_host(true);
         self.shared.publish();
         Ok(())

@@ -18,6 +18,8 @@ mod identity;
 mod memory;
 pub mod notify;
 mod publisher;
+#[cfg(feature = "rdma")]
+mod rdma;
 pub mod regions;
 pub mod segments;
 mod topology;
@@ -50,6 +52,9 @@ use segments::SegmentCache;
 
 /// Mooncake's transport names that this build knows but does not have: installing one is
 /// `ERR_NOT_IMPLEMENTED`, uninstalling one is a no-op, any other name is an invalid argument.
+#[cfg(feature = "rdma")]
+const UNAVAILABLE_TRANSPORTS: &[&str] = &["nvmeof", "efa", "nvlink", "cxl", "barex", "hip", "ascend"];
+#[cfg(not(feature = "rdma"))]
 const UNAVAILABLE_TRANSPORTS: &[&str] = &["rdma", "nvmeof", "efa", "nvlink", "cxl", "barex", "hip", "ascend"];
 
 /// Arguments of `createTransferEngine`.
@@ -103,6 +108,8 @@ pub(crate) struct EngineShared {
     metadata: Arc<dyn MetadataStore>,
     local: Arc<LocalTransport>,
     tcp: RwLock<Option<Arc<TcpTransport>>>,
+    #[cfg(feature = "rdma")]
+    rdma: RwLock<Option<Arc<crate::transport::rdma::RdmaTransport>>>,
     /// Same-host copies to peers that offer them (initiator side).
     shm: Arc<crate::transport::shm::ShmTransport>,
     /// This engine's offer of the same-host path (target side); `None` when off or unavailable.
@@ -171,6 +178,8 @@ impl TransferEngine {
             segments,
             metadata,
             tcp: RwLock::new(None),
+            #[cfg(feature = "rdma")]
+            rdma: RwLock::new(None),
             shm: Arc::new(crate::transport::shm::ShmTransport::new()),
             shm_export: (config.same_host != crate::config::SameHost::Off)
                 .then(|| crate::transport::shm::ShmExport::create(config.shm_revoke_timeout))
@@ -206,6 +215,10 @@ impl TransferEngine {
         }
         if opts.auto_discover || engine.shared.config.force_tcp {
             engine.install_transport("tcp")?;
+        }
+        #[cfg(feature = "rdma")]
+        if opts.auto_discover && !engine.shared.config.force_tcp {
+            engine.auto_install_rdma();
         }
         tracing::info!(name = %engine.shared.server_name, metadata = engine.shared.metadata.kind(), "transfer engine started");
         Ok(engine)
@@ -256,6 +269,8 @@ impl TransferEngine {
                 self.shared.publish();
                 Ok(id)
             }
+            #[cfg(feature = "rdma")]
+            "rdma" => self.shared.install_rdma(),
             p if UNAVAILABLE_TRANSPORTS.contains(&p) => Err(Error::new(
                 Code::NotImplemented,
                 format!("transport {proto:?} is not available in this build (tcp is)"),
@@ -275,6 +290,11 @@ impl TransferEngine {
                 }
                 Ok(())
             }
+            #[cfg(feature = "rdma")]
+            "rdma" => {
+                self.shared.uninstall_rdma();
+                Ok(())
+            }
             p if UNAVAILABLE_TRANSPORTS.contains(&p) => Ok(()),
             other => Err(Error::invalid(format!("unknown transport {other:?}"))),
         }
@@ -285,6 +305,10 @@ impl TransferEngine {
         let mut v = vec!["local"];
         if self.shared.tcp.read().is_some() {
             v.push("tcp");
+        }
+        #[cfg(feature = "rdma")]
+        if self.shared.rdma.read().is_some() {
+            v.push("rdma");
         }
         v
     }
@@ -327,6 +351,10 @@ impl TransferEngine {
     pub fn links(&self) -> Vec<LinkInfo> {
         let mut links = self.shared.tcp.read().as_ref().map(|t| t.links()).unwrap_or_default();
         links.extend(self.shared.shm.links());
+        #[cfg(feature = "rdma")]
+        if let Some(t) = self.shared.rdma.read().as_ref() {
+            links.extend(crate::transport::Transport::links(&**t));
+        }
         links
     }
 
@@ -350,6 +378,39 @@ impl TransferEngine {
             ));
         }
         out
+    }
+
+    /// `(device, bytes in flight, bandwidth in bits/s)` per RDMA device (none without rdma).
+    pub fn nic_load(&self) -> Vec<(String, u64, f64)> {
+        #[cfg(feature = "rdma")]
+        return self.shared.rdma_nic_load();
+        #[cfg(not(feature = "rdma"))]
+        Vec::new()
+    }
+
+    /// The rdma transport, when installed (tests and diagnostics).
+    #[cfg(feature = "rdma")]
+    pub fn rdma(&self) -> Option<Arc<crate::transport::rdma::RdmaTransport>> {
+        self.shared.rdma.read().clone()
+    }
+
+    /// Installs rdma when discovery found a usable device and libibverbs loads; a failure is
+    /// logged and the engine goes on with tcp (Mooncake falls back the same way).
+    #[cfg(feature = "rdma")]
+    fn auto_install_rdma(&self) {
+        let wanted =
+            !self.shared.topology.read().matrix.devices().is_empty() || std::env::var_os("MC_FORCE_HCA").is_some();
+        if !wanted {
+            return;
+        }
+        match crate::transport::rdma::probe() {
+            Err(e) => tracing::info!("rdma not installed: {e}"),
+            Ok(_) => {
+                if let Err(e) = self.install_transport("rdma") {
+                    tracing::warn!("rdma not installed: {e}");
+                }
+            }
+        }
     }
 
     /// The tcp transport, when installed (tests and diagnostics).
@@ -389,9 +450,10 @@ impl EngineShared {
             .regions
             .remote_regions()
             .into_iter()
-            .map(|(addr, length)| BufferDesc { name: self.server_name.clone(), addr, length })
+            .map(|(addr, length)| BufferDesc { name: self.server_name.clone(), addr, length, ..Default::default() })
             .collect();
-        SegmentDescriptor {
+        #[allow(unused_mut)]
+        let mut d = SegmentDescriptor {
             name: self.server_name.clone(),
             protocol: if tcp.is_some() { "tcp".into() } else { String::new() },
             buffers,
@@ -404,7 +466,12 @@ impl EngineShared {
                 shm: self.shm_export.as_ref().map(|e| e.offer()),
                 tcp_framing: tcp.as_ref().map_or(0, |_| crate::transport::tcp::local_framing()),
             },
-        }
+            devices: Vec::new(),
+            priority_matrix: None,
+        };
+        #[cfg(feature = "rdma")]
+        self.apply_rdma_descriptor(&mut d);
+        d
     }
 
     /// Pushes the current descriptor to the metadata service (a no-op in P2P mode). A failure
@@ -467,6 +534,10 @@ impl EngineShared {
         if let Some(tcp) = self.tcp.write().take() {
             tcp.shutdown();
         }
+        #[cfg(feature = "rdma")]
+        if let Some(rdma) = self.rdma.write().take() {
+            crate::transport::Transport::shutdown(&*rdma);
+        }
         // No peer copies into this process once this returns.
         if let Some(export) = &self.shm_export {
             export.close();
@@ -492,6 +563,11 @@ impl HandshakeService for EngineShared {
 
     fn deliver_notify(&self, name: String, msg: String) {
         self.inbox.push(name, msg);
+    }
+
+    #[cfg(feature = "rdma")]
+    fn connection_reply(&self, request: &Value) -> Value {
+        self.rdma_connection_reply(request)
     }
 }
 

@@ -147,6 +147,11 @@ impl RegionTable {
         self.by_addr.read().values().filter(|r| r.remote_accessible).map(|r| (r.addr, r.len)).collect()
     }
 
+    /// Every region, in address order.
+    pub fn all(&self) -> Vec<Arc<Region>> {
+        self.by_addr.read().values().cloned().collect()
+    }
+
     /// The resolved location of the region that starts at `addr`.
     pub fn resolved_location(&self, addr: u64) -> Option<String> {
         self.by_addr.read().get(&addr).map(|r| r.resolved_location.clone())

@@ -23,6 +23,9 @@ pub struct SegmentEntry {
     pub rpc: Option<(String, u16)>,
     /// The metadata service reported a change: refetch before the next transfer.
     pub stale: std::sync::atomic::AtomicBool,
+    /// Its RDMA view (devices, keys, matrix), built at its first RDMA transfer.
+    #[cfg(feature = "rdma")]
+    pub rdma: std::sync::OnceLock<std::result::Result<Arc<crate::transport::rdma::RdmaPeer>, String>>,
 }
 
 #[derive(Default)]
@@ -64,7 +67,15 @@ impl SegmentCache {
                 id
             }
         };
-        let entry = SegmentEntry { id, name: name.to_string(), descriptor, rpc, stale: Default::default() };
+        let entry = SegmentEntry {
+            id,
+            name: name.to_string(),
+            descriptor,
+            rpc,
+            stale: Default::default(),
+            #[cfg(feature = "rdma")]
+            rdma: Default::default(),
+        };
         m.by_id.insert(id, Arc::new(entry));
         id
     }

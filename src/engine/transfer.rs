@@ -306,6 +306,11 @@ impl EngineShared {
         if let Some(plan) = self.plan_same_host(&segment.name, d, r.length)? {
             return Ok(plan);
         }
+        #[cfg(feature = "rdma")]
+        if let Some((route, rdma)) = self.plan_rdma(&segment)? {
+            let transport: Arc<dyn Transport> = rdma;
+            return Ok(Plan { route, slice_size: transport.slice_size(), transport, length: r.length });
+        }
         if !d.speaks_tcp() {
             return Err(Error::new(
                 Code::NotSupportedTransport,

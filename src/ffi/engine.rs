@@ -103,8 +103,9 @@ pub unsafe extern "C" fn getLocalIpAndPort(engine: transfer_engine_t, buf_out: *
     })
 }
 
-/// Installs a transport: `"tcp"`. Installing one twice returns the same handle. `"rdma"`,
-/// `"nvmeof"` and other device transports are not in this build: NULL, with
+/// Installs a transport: `"tcp"`, or `"rdma"` (builds with the `rdma` feature, the default;
+/// NULL when libibverbs cannot be loaded or no device opens). Installing one twice returns the
+/// same handle. `"nvmeof"` and other device transports are not in this build: NULL, with
 /// `mooncake_last_error()` saying so. `args` may be NULL; when `args` and `args[0]` are
 /// non-NULL, `args[0]` is a NUL-terminated NIC priority matrix in Mooncake's JSON
 /// (`{"cpu:0": [["mlx5_0"], ["mlx5_1"]], …}`), read during the call, that replaces the
@@ -159,10 +160,11 @@ pub unsafe extern "C" fn uninstallTransport(engine: transfer_engine_t, proto: *c
     })
 }
 
-/// Reports per-NIC load. `*count` is the capacity of `stats` on input and the number of NICs
-/// on output (only `min(capacity, NICs)` entries are written). A TCP-only engine has no NIC
-/// statistics: 0 entries. Returns 0, or `ERR_INVALID_ARGUMENT` for NULL arguments.
-/// Thread-safe.
+/// Reports per-NIC load of the RDMA transport: each device's bytes posted and not yet
+/// completed, and its recent bandwidth (bits per second, an exponential average that decays to
+/// 0 after a second without traffic). `*count` is the capacity of `stats` on input and the
+/// number of entries written on output (`min(capacity, NICs)`). Without rdma
+/// installed: 0 entries. Returns 0, or `ERR_INVALID_ARGUMENT` for NULL arguments. Thread-safe.
 ///
 /// # Safety
 /// Every pointer argument must be NULL or valid as described above for the whole call.
@@ -173,12 +175,24 @@ pub unsafe extern "C" fn getNicLoadStats(
     count: *mut usize,
 ) -> c_int {
     ffi_err("getNicLoadStats", || {
-        engine_ref(engine)?;
+        let engine = engine_ref(engine)?;
         if stats.is_null() || count.is_null() {
             return Err(FfiError::invalid("stats or count is NULL"));
         }
-        // SAFETY: `count` is non-NULL and points to a writable size_t.
-        unsafe { *count = 0 };
+        // SAFETY: `count` is non-NULL and points to a readable, writable size_t.
+        let capacity = unsafe { *count };
+        let load = engine.nic_load();
+        for (i, (name, inflight, bps)) in load.iter().take(capacity).enumerate() {
+            let mut entry =
+                nic_load_stat_t { device_name: [0; 64], inflight_bytes: *inflight, ewma_bandwidth_bps: *bps };
+            for (dst, src) in entry.device_name.iter_mut().zip(name.bytes().take(63)) {
+                *dst = src as std::ffi::c_char;
+            }
+            // SAFETY: the caller gave room for `capacity` entries and `i < capacity`.
+            unsafe { stats.add(i).write(entry) };
+        }
+        // SAFETY: as above.
+        unsafe { *count = load.len().min(capacity) };
         Ok(())
     })
 }

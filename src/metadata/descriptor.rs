@@ -10,13 +10,27 @@ use serde_json::{Map, Value, json};
 use super::Error;
 
 /// One registered region as published: the server name, its address and length.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BufferDesc {
-    /// For tcp: the server name of the owning engine.
+    /// For tcp: the server name of the owning engine; for rdma: the memory location
+    /// (`"cpu:0"`, `"cuda:1"`), the key of the NIC priority matrix.
     pub name: String,
     /// Absolute virtual address in the owning process.
     pub addr: u64,
     pub length: u64,
+    /// rdma: one remote key per device of [`SegmentDescriptor::devices`], in that order.
+    pub rkey: Vec<u32>,
+    /// rdma: one local key per device (published by Mooncake, unused by peers).
+    pub lkey: Vec<u32>,
+}
+
+/// One RDMA device of an rdma descriptor (`wire.md` §3.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceDesc {
+    pub name: String,
+    pub lid: u16,
+    /// 16 bytes as lowercase hex pairs joined by `:`.
+    pub gid: String,
 }
 
 /// What a libmooncake engine offers beyond Mooncake, under the descriptor key `"libmooncake"`,
@@ -98,19 +112,48 @@ pub struct SegmentDescriptor {
     pub timestamp: String,
     /// Our additions (absent from Mooncake's descriptors).
     pub extensions: Extensions,
+    /// rdma: the devices whose keys every buffer lists.
+    pub devices: Vec<DeviceDesc>,
+    /// rdma: the owner's NIC priority matrix (which of its devices serve which location).
+    pub priority_matrix: Option<crate::topology::PriorityMatrix>,
 }
 
 impl SegmentDescriptor {
-    /// True when the segment can be reached by the TCP transport.
+    /// True when the segment can be reached by the TCP transport: its protocol is tcp, or it
+    /// is one of our engines that serves tcp beside another protocol (our framing offered).
     pub fn speaks_tcp(&self) -> bool {
         self.protocol.split(',').any(|p| p.trim() == "tcp")
+            || (self.extensions.tcp_framing != 0 && self.tcp_data_port != 0)
+    }
+
+    /// True when the segment publishes RDMA devices and keys.
+    pub fn speaks_rdma(&self) -> bool {
+        self.protocol.split(',').any(|p| p.trim() == "rdma") && !self.devices.is_empty()
     }
 
     /// The descriptor as Mooncake writes it, as a JSON value (keys sort when serialised).
     pub fn to_json(&self) -> Value {
-        let buffers: Vec<Value> =
-            self.buffers.iter().map(|b| json!({"name": b.name, "addr": b.addr, "length": b.length})).collect();
+        let buffers: Vec<Value> = self
+            .buffers
+            .iter()
+            .map(|b| {
+                let mut v = json!({"name": b.name, "addr": b.addr, "length": b.length});
+                if !b.rkey.is_empty() || !b.lkey.is_empty() {
+                    v["rkey"] = Value::from(b.rkey.clone());
+                    v["lkey"] = Value::from(b.lkey.clone());
+                }
+                v
+            })
+            .collect();
         let mut m = Map::new();
+        if !self.devices.is_empty() {
+            let devices: Vec<Value> =
+                self.devices.iter().map(|d| json!({"name": d.name, "lid": d.lid, "gid": d.gid})).collect();
+            m.insert("devices".into(), Value::from(devices));
+        }
+        if let Some(matrix) = &self.priority_matrix {
+            m.insert("priority_matrix".into(), matrix.to_value());
+        }
         m.insert("name".into(), Value::from(self.name.clone()));
         m.insert("protocol".into(), Value::from(self.protocol.clone()));
         m.insert("buffers".into(), Value::from(buffers));
@@ -148,9 +191,60 @@ impl SegmentDescriptor {
                 if bname.is_empty() || addr == 0 || length == 0 {
                     return Err(bad(format!("buffer {i} needs a name, a non-zero addr and length")));
                 }
-                buffers.push(BufferDesc { name: bname.to_string(), addr, length });
+                let keys = |k: &str| -> Result<Vec<u32>, Error> {
+                    match b.get(k) {
+                        None | Some(Value::Null) => Ok(Vec::new()),
+                        Some(Value::Array(items)) => items
+                            .iter()
+                            .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
+                            .collect::<Option<Vec<u32>>>()
+                            .ok_or_else(|| bad(format!("buffer {i}: `{k}` is not a list of 32-bit keys"))),
+                        Some(_) => Err(bad(format!("buffer {i}: `{k}` is not a list"))),
+                    }
+                };
+                buffers.push(BufferDesc {
+                    name: bname.to_string(),
+                    addr,
+                    length,
+                    rkey: keys("rkey")?,
+                    lkey: keys("lkey")?,
+                });
             }
         }
+        let mut devices = Vec::new();
+        if let Some(list) = obj.get("devices").and_then(Value::as_array) {
+            for (i, d) in list.iter().enumerate() {
+                let dname = d.get("name").and_then(Value::as_str).unwrap_or_default();
+                let gid = d.get("gid").and_then(Value::as_str).unwrap_or_default();
+                let lid = d.get("lid").and_then(Value::as_u64).and_then(|l| u16::try_from(l).ok()).unwrap_or(0);
+                if dname.is_empty() || gid.is_empty() {
+                    return Err(bad(format!("device {i} needs a name and a gid")));
+                }
+                devices.push(DeviceDesc { name: dname.to_string(), lid, gid: gid.to_string() });
+            }
+        }
+        let is_rdma = protocol.split(',').any(|p| p.trim() == "rdma");
+        if is_rdma {
+            for (i, b) in buffers.iter().enumerate() {
+                if (!b.rkey.is_empty() || !b.lkey.is_empty())
+                    && (b.rkey.len() != b.lkey.len() || b.rkey.len() != devices.len())
+                {
+                    return Err(bad(format!(
+                        "buffer {i} has {} rkeys and {} lkeys for {} devices",
+                        b.rkey.len(),
+                        b.lkey.len(),
+                        devices.len()
+                    )));
+                }
+            }
+        }
+        let priority_matrix = match obj.get("priority_matrix") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                crate::topology::PriorityMatrix::parse(&v.to_string())
+                    .map_err(|e| bad(format!("`priority_matrix`: {e}")))?,
+            ),
+        };
         let tcp_data_port = match obj.get("tcp_data_port") {
             None | Some(Value::Null) => 0,
             Some(p) => p
@@ -175,6 +269,8 @@ impl SegmentDescriptor {
             rdma_server_name: obj.get("rdma_server_name").and_then(Value::as_str).unwrap_or_default().to_string(),
             timestamp: obj.get("timestamp").and_then(Value::as_str).unwrap_or_default().to_string(),
             extensions: Extensions::from_json(obj.get("libmooncake")),
+            devices,
+            priority_matrix,
         })
     }
 }

@@ -58,12 +58,6 @@ impl RealClient {
     /// staging buffer. A master that is down fails with `RPC_FAIL`.
     pub fn setup(config: &StoreConfig) -> StoreResult<RealClient> {
         crate::logging::init();
-        if config.protocol != "tcp" {
-            tracing::warn!(
-                "store protocol {:?} is not available in this build; using tcp, as Mooncake does without RDMA devices",
-                config.protocol
-            );
-        }
         let master = MasterClient::connect(&config.master_server_addr, rand::random(), RPC_TIMEOUT)?;
         let engine = TransferEngine::new(EngineOptions {
             metadata: config.metadata_server.clone(),
@@ -75,6 +69,16 @@ impl RealClient {
         .map_err(|e| {
             StoreError::new(ErrorCode::InternalError, format!("cannot start the transfer engine: {}", e.message))
         })?;
+        // Discovery installs rdma where devices exist; a store asked for tcp keeps to tcp, and
+        // one asked for rdma on a host without it uses tcp, as Mooncake does.
+        if config.protocol == "tcp" {
+            let _ = engine.uninstall_transport("rdma");
+        } else if !engine.transports().contains(&"rdma") {
+            tracing::warn!(
+                "store protocol {:?} is not available here; using tcp, as Mooncake does without RDMA devices",
+                config.protocol
+            );
+        }
         let staging = Staging::new(config.local_buffer_size.max(1 << 20))?;
         engine.register_memory(staging.addr(), staging.len(), "*", false)?;
         let hostname = engine.server_name().to_string();

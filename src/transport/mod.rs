@@ -7,12 +7,15 @@
 //! - [`shm`]: same host, other process: one cross-memory copy, checked by the initiator
 //!   against the target's published table (ours only; offered in the descriptor).
 //! - [`tcp`]: Mooncake's TCP data protocol, v2 (acknowledged) and v1 (`wire.md` §4).
+//! - `rdma` (cargo feature, default): RC queue pairs over libibverbs loaded at run time.
 
 pub(crate) mod fd_passing;
 pub mod local;
 pub mod log_limit;
 pub(crate) mod mapping;
 pub mod memory;
+#[cfg(feature = "rdma")]
+pub mod rdma;
 pub mod shm;
 pub mod tcp;
 
@@ -66,6 +69,9 @@ pub enum Route {
     Tcp(tcp::PeerAddress),
     /// Another process on this host that offered the same-host path.
     Shm(shm::ShmRoute),
+    /// A segment that publishes RDMA devices and keys.
+    #[cfg(feature = "rdma")]
+    Rdma(rdma::RdmaRoute),
 }
 
 /// One open connection group, as `showLinks` reports it.
