@@ -27,6 +27,17 @@ struct MasterProc {
 
 impl MasterProc {
     fn start(extra: &[&str]) -> MasterProc {
+        // Free ports are picked, then bound by the master: another process may take one in
+        // between (the master then exits with "Address already in use"); try fresh ones.
+        for _ in 0..5 {
+            if let Some(m) = MasterProc::try_start(extra) {
+                return m;
+            }
+        }
+        panic!("mooncake_master exited early five times");
+    }
+
+    fn try_start(extra: &[&str]) -> Option<MasterProc> {
         let (rpc, metrics, http) = (free_port(), free_port(), free_port());
         let mut args = vec![
             "--rpc_address=127.0.0.1".to_string(),
@@ -42,11 +53,13 @@ impl MasterProc {
         let mut m = MasterProc { child, rpc, metrics, http };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", rpc)).is_err() || TcpStream::connect(("127.0.0.1", metrics)).is_err() {
-            assert!(m.child.try_wait().unwrap().is_none(), "mooncake_master exited early");
+            if m.child.try_wait().unwrap().is_some() {
+                return None;
+            }
             assert!(Instant::now() < deadline, "mooncake_master did not start listening");
             std::thread::sleep(Duration::from_millis(20));
         }
-        m
+        Some(m)
     }
 
     fn connect(&self, client: ClientId) -> Conn {

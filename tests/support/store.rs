@@ -22,6 +22,17 @@ pub struct Master {
 
 impl Master {
     pub fn start(extra: &[&str]) -> Master {
+        // Free ports are picked, then bound by the master: another process may take one in
+        // between (the master then exits with "Address already in use"); try fresh ones.
+        for _ in 0..5 {
+            if let Some(m) = Master::try_start(extra) {
+                return m;
+            }
+        }
+        panic!("mooncake_master exited early five times");
+    }
+
+    fn try_start(extra: &[&str]) -> Option<Master> {
         let (rpc_port, http_port, metrics_port) = (free_port(), free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_mooncake_master"))
             .args([
@@ -37,10 +48,23 @@ impl Master {
             .stdout(Stdio::null())
             .spawn()
             .expect("start mooncake_master");
-        let master = Master { child, rpc_port, http_port, metrics_port };
-        wait_port(rpc_port, "mooncake_master");
-        wait_port(http_port, "the master's metadata server");
-        master
+        let mut master = Master { child, rpc_port, http_port, metrics_port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in [rpc_port, http_port, metrics_port] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if master.child.try_wait().unwrap().is_some() {
+                    return None;
+                }
+                assert!(Instant::now() < deadline, "mooncake_master did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Exited after all three answered: one of them was another process's.
+        std::thread::sleep(Duration::from_millis(50));
+        if master.child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        Some(master)
     }
 
     pub fn addr(&self) -> String {
