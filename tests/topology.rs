@@ -131,7 +131,9 @@ fn install_transport_takes_a_priority_matrix_and_refuses_a_malformed_one() {
         mark_last_error();
         assert!(installTransport(e, c("rdma").as_ptr(), args.as_mut_ptr()).is_null());
         let err = last_error();
-        assert!(err.starts_with("installTransport") && err.contains("\"rdma\" is not available"), "{err}");
+        // Without the rdma feature it is not in the build; with it, this host has no device.
+        let refused = err.contains("\"rdma\" is not available") || err.contains("no RDMA device");
+        assert!(err.starts_with("installTransport") && refused, "{err}");
         // Mooncake parses the matrix before it tries the transport: the engine keeps it, less
         // the devices this machine has no usable RDMA device for (Mooncake's RDMA transport
         // drops those it cannot open).
