@@ -22,7 +22,7 @@ fi
 
 bash "$tool/setup.sh"
 bin=$(cargo test --release --test rdma_guest --no-run --message-format=json 2>/dev/null \
-  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+  | grep '"name":"rdma_guest"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 [ -x "$bin" ] || { echo "ci/test-rdma.sh: no rdma_guest test binary"; exit 1; }
 echo "ci/test-rdma.sh: $bin in the guest ($tool)"
 # A short rail pause lets the failover test see a NIC come back within seconds.
