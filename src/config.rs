@@ -169,7 +169,8 @@ impl Config {
     }
 }
 
-fn env_u64(name: &str, default: u64, min: u64, max: u64) -> u64 {
+/// `name` as an integer in `min..=max`; `default` when unset, and (logged) when invalid.
+pub(crate) fn env_u64(name: &str, default: u64, min: u64, max: u64) -> u64 {
     match std::env::var(name) {
         Err(_) => default,
         Ok(raw) => match raw.trim().parse::<u64>() {

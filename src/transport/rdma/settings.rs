@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::config::env_u64;
+
 /// See the module documentation.
 #[derive(Debug, Clone)]
 pub struct RdmaSettings {
@@ -90,19 +92,6 @@ pub fn mtu_from_enum(v: u32) -> u32 {
         3 => 1024,
         4 => 2048,
         _ => 4096,
-    }
-}
-
-fn env_u64(name: &str, default: u64, min: u64, max: u64) -> u64 {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(raw) => match raw.trim().parse::<u64>() {
-            Ok(v) if (min..=max).contains(&v) => v,
-            _ => {
-                tracing::warn!("{name}={raw:?} is not in {min}..={max}; using {default}");
-                default
-            }
-        },
     }
 }
 
