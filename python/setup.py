@@ -51,23 +51,23 @@ def _rdma_buildable() -> bool:
         return False
 
 
-NO_DEFAULT_FEATURES = not _rdma_buildable()
-if NO_DEFAULT_FEATURES:
+# setuptools-rust passes `args` to cargo: without the headers, build without default features.
+NO_RDMA_ARGS = [] if _rdma_buildable() else ["--no-default-features"]
+if NO_RDMA_ARGS:
     print("libmooncake: libibverbs/librdmacm headers not found; building without RDMA")
 
 setup(
     rust_extensions=[
         RustExtension("mooncake._libmooncake", path=CARGO_TOML, binding=Binding.NoBinding, features=FEATURES,
-                      no_default_features=NO_DEFAULT_FEATURES),
+                      args=NO_RDMA_ARGS),
     ]
     + [
         RustExtension(
             {script: f"mooncake.{binary}"},
             path=CARGO_TOML,
             binding=Binding.Exec,
-            args=["--bin", script],
+            args=["--bin", script] + NO_RDMA_ARGS,
             features=FEATURES,
-            no_default_features=NO_DEFAULT_FEATURES,
         )
         for script, binary in [
             ("mooncake-bench", "mooncake_bench"),
