@@ -253,14 +253,7 @@ impl Device {
 
     /// Takes one CQ credit; false when the CQ could fill up.
     pub fn take_credit(&self) -> bool {
-        let mut cur = self.outstanding.load(Ordering::Relaxed);
-        while cur < self.cq_depth {
-            match self.outstanding.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(v) => cur = v,
-            }
-        }
-        false
+        increment_below(&self.outstanding, self.cq_depth)
     }
 
     pub fn return_credit(&self) {
@@ -418,6 +411,11 @@ impl Drop for MemoryRegion {
             tracing::warn!(device = %self.device.name, "ibv_dereg_mr failed: {}", std::io::Error::from_raw_os_error(rc));
         }
     }
+}
+
+/// Adds one to `counter` unless that would reach past `max`; false when it is full.
+pub(super) fn increment_below(counter: &std::sync::atomic::AtomicU32, max: u32) -> bool {
+    counter.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| (v < max).then_some(v + 1)).is_ok()
 }
 
 fn read_numa_node(name: &str) -> Option<u32> {

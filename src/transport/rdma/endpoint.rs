@@ -277,15 +277,7 @@ impl<W> Endpoint<W> {
     }
 
     fn take_qp_slot(&self, qp: usize) -> bool {
-        let q = &self.qps[qp];
-        let mut cur = q.outstanding.load(Ordering::Relaxed);
-        while cur < self.max_wr {
-            match q.outstanding.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(v) => cur = v,
-            }
-        }
-        false
+        super::device::increment_below(&self.qps[qp].outstanding, self.max_wr)
     }
 
     /// Gives back a slot reserved by [`Endpoint::reserve_slot`] or [`Endpoint::reserve_on`]
