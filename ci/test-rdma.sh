@@ -4,7 +4,9 @@
 # the test binary there (see tests/rdma_guest.rs). The tool is found at $RDMA_VM_TOOL, else
 # ../shared/tools/rdma-vm beside this checkout or beside /work/main. Root is needed (the
 # tool's setup installs qemu and downloads Debian's kernel; the guest's tests use `ip link`).
-# MOONCAKE_REQUIRE_RDMA=1 (CI) makes a missing tool a failure instead of a skip.
+# MOONCAKE_REQUIRE_RDMA=1 (CI) makes a missing tool a failure instead of a skip. The test with
+# Mooncake's wheel as the RDMA peer takes the venv of ci/setup-wheel.sh (it must be outside /tmp,
+# which the guest does not share); MOONCAKE_REQUIRE_WHEEL=1 (CI) makes its absence a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,8 @@ if [ -z "$tool" ] || [ ! -x "$tool/run.sh" ]; then
 fi
 
 bash "$tool/setup.sh"
+# The Python test in the guest loads target/release/libmooncake.so.
+cargo build --release --lib
 bin=$(cargo test --release --test rdma_guest --no-run --message-format=json 2>/dev/null \
   | grep '"name":"rdma_guest"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 [ -x "$bin" ] || { echo "ci/test-rdma.sh: no rdma_guest test binary"; exit 1; }

@@ -6,6 +6,8 @@
 //! Every transfer is between two processes: the test's engine and a peer engine in a child
 //! copy of this binary (`rdma_peer_process`), which owns a pattern-filled buffer and answers
 //! commands on stdin. The same-host path is off (`MOONCAKE_SHM=off`), so bytes move over RDMA.
+//! One test takes Mooncake's wheel as the peer instead (`tests/rdma/wheel_peer.py` in the venv
+//! of `ci/setup-wheel.sh`; skipped without it unless `MOONCAKE_REQUIRE_WHEEL=1`).
 #![cfg(feature = "rdma")]
 
 mod support;
@@ -513,4 +515,165 @@ fn star_location_names_the_numa_node_of_the_pages() {
         assert!(m.entries.contains_key(&b.name), "the matrix names the location of every buffer");
         e.unregister_memory(buf.addr()).unwrap();
     }
+}
+
+/// Mooncake's wheel (`mooncake-transfer-engine-non-cuda`, the venv of `ci/setup-wheel.sh`)
+/// with its own RDMA engine, driven by `tests/rdma/wheel_peer.py serve`: it owns one buffer
+/// filled with its pattern and, on command, checks or moves bytes as the initiator.
+struct WheelRdma {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+    segment: String,
+    addr: u64,
+}
+
+/// The wheel script's pattern: byte `i` of seed `s` is `(i * 31 + s) & 0xff`.
+fn wheel_byte(i: u64, seed: u64) -> u8 {
+    (i.wrapping_mul(31).wrapping_add(seed) & 0xff) as u8
+}
+
+impl WheelRdma {
+    // The script's own watchdog (--timeout) ends it; Drop kills it by PID before that.
+    #[allow(clippy::zombie_processes)]
+    fn start(python: &std::path::Path, len: u64, seed: u64) -> WheelRdma {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rdma/wheel_peer.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(["serve", "--size", &len.to_string(), "--pattern", &seed.to_string(), "--timeout", "600"])
+            .env("MC_LOG_LEVEL", "WARNING")
+            .env("GLOG_minloglevel", "2")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the wheel");
+        let stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        // Under TCG the wheel takes 15-45 s to import and initialise; its watchdog bounds this.
+        assert!(out.read_line(&mut line).unwrap() > 0, "the wheel exited before it was ready");
+        let v: serde_json::Value =
+            serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("the wheel did not start: {line}"));
+        WheelRdma {
+            child,
+            stdin,
+            out,
+            segment: v["segment"].as_str().unwrap().to_string(),
+            addr: v["addr"].as_u64().unwrap(),
+        }
+    }
+
+    fn ask(&mut self, cmd: &str) -> String {
+        writeln!(self.stdin, "{cmd}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        assert!(self.out.read_line(&mut line).unwrap() > 0, "the wheel exited during {cmd:?}");
+        line.trim().to_string()
+    }
+}
+
+impl Drop for WheelRdma {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn mooncakes_wheel_and_ours_move_data_over_rdma_both_ways() {
+    if !rdma_here("wheel") {
+        return;
+    }
+    let Some(python) = support::wheel::python() else { return };
+    const LEN: u64 = 4 << 20;
+    let mb = 1u64 << 20;
+    let e = engine();
+    let mut local = Buffer::new(LEN as usize);
+    for (i, b) in local.bytes().iter_mut().enumerate() {
+        *b = wheel_byte(i as u64, 11);
+    }
+    e.register_memory(local.addr(), LEN, "cpu:0", true).unwrap();
+    let mut wheel = WheelRdma::start(&python, LEN, 7);
+
+    // Ours as the initiator: the wheel's descriptor, then writes and reads over its NICs.
+    let seg = e.open_segment(&wheel.segment, false).unwrap();
+    let d = e.segment_descriptor(seg).unwrap();
+    assert_eq!(d.protocol, "rdma");
+    assert!(!d.devices.is_empty() && d.buffers.iter().all(|b| b.rkey.len() == d.devices.len()), "{d:?}");
+    let blocks = support::scattered(16, 256, 5);
+    let mut reqs: Vec<_> = blocks
+        .iter()
+        .map(|&b| request(Opcode::Write, local.addr() + b as u64 * 4096, seg, wheel.addr + b as u64 * 4096, 4096))
+        .collect();
+    reqs.push(request(Opcode::Write, local.addr() + 2 * mb, seg, wheel.addr + 2 * mb, mb));
+    assert!(run(&e, &reqs, Duration::from_secs(120)).iter().all(|&s| s == COMPLETED));
+    for &b in &blocks {
+        assert_eq!(wheel.ask(&format!("check 11 {} 4096", b * 4096)), "ok", "4 KiB block {b} in the wheel");
+    }
+    assert_eq!(wheel.ask(&format!("check 11 {} {mb}", 2 * mb)), "ok", "1 MiB in the wheel");
+    assert_eq!(wheel.ask(&format!("check 7 {} {mb}", 3 * mb)), "ok", "bytes nobody wrote are the wheel's");
+    local.bytes().fill(0);
+    let st = run(
+        &e,
+        &[request(Opcode::Read, local.addr() + 3 * mb, seg, wheel.addr + 3 * mb, mb)],
+        Duration::from_secs(120),
+    );
+    assert_eq!(st, [COMPLETED]);
+    let bad = (3 * mb..4 * mb).find(|&i| local.bytes()[i as usize] != wheel_byte(i, 7));
+    assert_eq!(bad, None, "first wrong byte read from the wheel");
+    let links = e.show_links(true);
+    assert!(links.contains("\"rdma\""), "{links}");
+
+    // The wheel as the initiator: it opens our segment (our descriptor, our handshake) and
+    // writes its bytes into our buffer, then reads ours back.
+    let ours = e.server_name();
+    assert_eq!(wheel.ask(&format!("write {ours} {} {} {mb}", local.addr() + mb, mb)), "ok");
+    let bad = (mb..2 * mb).find(|&i| local.bytes()[i as usize] != wheel_byte(i, 7));
+    assert_eq!(bad, None, "first wrong byte the wheel wrote into ours");
+    for (i, b) in local.bytes().iter_mut().enumerate() {
+        *b = wheel_byte(i as u64, 13);
+    }
+    assert_eq!(wheel.ask(&format!("read {ours} {} 0 {mb}", local.addr())), "ok");
+    assert_eq!(wheel.ask(&format!("check 13 0 {mb}")), "ok", "what the wheel read from ours");
+    // Outside what we registered: the wheel's own checks or our NIC refuse it, nothing lands.
+    let before = local.bytes()[..64].to_vec();
+    assert_ne!(wheel.ask(&format!("write {ours} {} 0 4096", local.addr() + LEN)), "ok");
+    assert_eq!(local.bytes()[..64], before[..]);
+}
+
+/// Our Python package (`python/`, over this build's `libmooncake.so`) picks the transport its
+/// `initialize` names: rdma over the NICs `device_name` lists, or tcp.
+#[test]
+fn python_initialize_takes_rdma_over_the_named_nics_or_keeps_to_tcp() {
+    if !rdma_here("python") {
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The test binary is target/<profile>/deps/<name>: the library is two levels up.
+    let exe = std::env::current_exe().unwrap();
+    let lib = exe.parent().and_then(|d| d.parent()).map(|d| d.join("libmooncake.so")).unwrap();
+    if !lib.exists() {
+        assert!(std::env::var_os("MOONCAKE_REQUIRE_RDMA").is_none(), "{} is not built", lib.display());
+        eprintln!("python: skipped, {} is not built", lib.display());
+        return;
+    }
+    let devices = mooncake::transport::rdma::probe().unwrap().join(" ");
+    let out = Command::new("python3")
+        .arg(root.join("tests/rdma/python_engine.py"))
+        .arg(&devices)
+        .env("PYTHONPATH", root.join("python"))
+        .env("MOONCAKE_LIB", &lib)
+        .env("MOONCAKE_SHM", "off")
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.trim() == "ok", "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -57,6 +57,7 @@ _PROTOTYPES = {
     "destroyTransferEngine": (None, [c_void_p]),
     "getLocalIpAndPort": (c_int, [c_void_p, c_char_p, c_size_t]),
     "installTransport": (c_void_p, [c_void_p, c_char_p, c_void_p]),
+    "uninstallTransport": (c_int, [c_void_p, c_char_p]),
     "openSegment": (c_int32, [c_void_p, c_char_p]),
     "closeSegment": (c_int, [c_void_p, c_int32]),
     "registerLocalMemory": (c_int, [c_void_p, c_void_p, c_size_t, c_char_p, c_int]),

@@ -57,9 +57,9 @@ _STATUS_COMPLETED = 4
 _STATUS_FAILED = 6
 _STATUS_TIMEOUT = 5
 _INVALID_BATCH = (1 << 64) - 1
-# Protocols this build serves; "rdma" falls back to tcp as Mooncake does on a host without RDMA
-# devices (this build has no RDMA transport yet).
-_TCP_PROTOCOLS = {"tcp", "rdma", ""}
+# Protocols initialize() takes; "rdma" falls back to tcp, as Mooncake does, on a host without
+# RDMA devices or libibverbs (or with a library built without the rdma feature).
+_PROTOCOLS = {"tcp", "rdma", ""}
 
 
 class TransferOpcode(enum.IntEnum):
@@ -170,7 +170,9 @@ class TransferEngine:
 
     def initialize(self, local_hostname: str, metadata_server: str, protocol: str, device_name: str) -> int:
         """Starts the engine: ``metadata_server`` ``"P2PHANDSHAKE"`` needs no server (peers
-        address this engine as ``"<host>:<get_rpc_port()>"``); ``protocol`` ``"tcp"``.
+        address this engine as ``"<host>:<get_rpc_port()>"``); ``protocol`` ``"tcp"``, or
+        ``"rdma"`` over the NICs ``device_name`` lists (comma-separated; ``""``: every
+        discovered one), which falls back to tcp with a warning where no RDMA device is usable.
         Returns 0, or -1 (the reason is logged)."""
         if "://" in metadata_server:
             metadata_type, _, domain = metadata_server.partition("://")
@@ -192,22 +194,38 @@ class TransferEngine:
         else:
             conn = f"{metadata_type}://{metadata_server}"
         proto = protocol or ""
-        if proto not in _TCP_PROTOCOLS:
-            log.error("mooncake: protocol %r is not available in this build (tcp is)", proto)
+        if proto not in _PROTOCOLS:
+            log.error("mooncake: protocol %r is not available in this build (tcp and rdma are)", proto)
             return -1
-        if proto == "rdma":
-            log.warning("mooncake: this build has no RDMA transport; using tcp, as Mooncake does without RDMA devices")
         self._close()
+        # Discovery installs tcp, and rdma when this host has usable RDMA devices.
         handle = LIB.createTransferEngine(conn.encode(), local_hostname.encode(), b"", 0, 1)
         if not handle:
             log.error("mooncake: initialize failed: %s", _lib.last_error())
             return -1
         self._engine = handle
+        if proto == "tcp":
+            LIB.uninstallTransport(handle, b"rdma")
+        elif proto == "rdma":
+            self._install_rdma(handle, device_name or "")
         self._managed = ManagedBuffers(
             lambda addr, n: LIB.registerLocalMemory(handle, addr, n, b"*", 1),
             lambda addr: LIB.unregisterLocalMemory(handle, addr),
         )
         return 0
+
+    def _install_rdma(self, handle: int, device_name: str) -> None:
+        """Makes rdma carry this engine's transfers: over the NICs ``device_name`` lists
+        (comma-separated, as Mooncake's filter) or every discovered one. Without a usable
+        device it stays on tcp and says so, as Mooncake does."""
+        args = None
+        if device_name:
+            # A matrix of the listed devices only; it replaces the discovered one.
+            LIB.uninstallTransport(handle, b"rdma")
+            matrix = ctypes.c_char_p(self.get_local_topology(device_name).encode())
+            args = (ctypes.c_void_p * 1)(ctypes.cast(matrix, ctypes.c_void_p))
+        if not LIB.installTransport(handle, b"rdma", args):
+            log.warning("mooncake: no usable RDMA device (%s); using tcp, as Mooncake does", _lib.last_error())
 
     def _close(self) -> None:
         engine, self._engine = self._engine, None

@@ -21,6 +21,14 @@ Modes
                                    followed by " got G want W")
         fill SEED2 OFFSET LEN   -> writes buffer[OFFSET+k] = pattern(SEED2, OFFSET+k); "ok"
         descriptor              -> its own segment descriptor (type-1 reply), one JSON line
+        write NAME ADDR OFFSET LEN
+                                -> transfer_sync_write()s buffer[OFFSET, OFFSET+LEN) to ADDR in
+                                   segment NAME (the serving engine as the initiator); "ok", or
+                                   "error: ..." with the wheel's return code
+        read NAME ADDR OFFSET LEN
+                                -> transfer_sync_read()s LEN bytes at ADDR of segment NAME into
+                                   buffer[OFFSET, ...); "ok" or "error: ..." (check the bytes
+                                   with "check" afterwards)
         ping                    -> "ok"
         quit (or EOF)           -> "bye", exits 0
       Bad commands answer "error: ...". serve fails unless the wheel's descriptor says protocol
@@ -163,6 +171,21 @@ def serve(args):
             continue
         if cmd == "ping":
             say("ok")
+            continue
+        if cmd in ("write", "read") and len(parts) == 5:
+            try:
+                remote, off, ln = (int(p, 0) for p in parts[2:])
+            except ValueError:
+                say("error: bad numbers in %r" % line.strip())
+                continue
+            if off < 0 or ln <= 0 or off + ln > buf.size:
+                say("error: range %d+%d outside buffer of %d" % (off, ln, buf.size))
+                continue
+            fn = te.transfer_sync_write if cmd == "write" else te.transfer_sync_read
+            t0 = time.monotonic()
+            rc = fn(parts[1], buf.addr + off, remote, ln)
+            log("%s %d bytes to %s rc=%s in %.2fs" % (cmd, ln, parts[1], rc, time.monotonic() - t0))
+            say("ok" if rc == 0 else "error: transfer_sync_%s returned %s" % (cmd, rc))
             continue
         if cmd in ("check", "fill") and len(parts) == 4:
             try:
