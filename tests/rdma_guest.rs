@@ -677,3 +677,45 @@ fn python_initialize_takes_rdma_over_the_named_nics_or_keeps_to_tcp() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.trim() == "ok", "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The store over RDMA: a client puts and gets values whose only replica is in another
+/// client's segment, and the bytes move over the NICs (the owner takes rxe1 only, by
+/// `device_name`).
+#[test]
+fn the_store_moves_values_over_rdma_and_honours_device_name() {
+    if !rdma_here("store") {
+        return;
+    }
+    use mooncake::store::{ReplicaConfig, Store};
+    // SAFETY of set_var: see `engine`.
+    unsafe { std::env::set_var("MOONCAKE_SHM", "off") };
+    let master = support::store::Master::start(&[]);
+    let mut config = master.config(64 << 20);
+    config.protocol = "rdma".into();
+    config.device_name = "rxe1".into();
+    let owner = Store::setup(&config).expect("owner setup");
+    let owner_engine = owner.real().unwrap();
+    let d = owner_engine.engine().local_descriptor();
+    assert_eq!(d.protocol, "rdma");
+    assert_eq!(d.devices.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), ["rxe1"], "device_name is honoured");
+    let mut config = master.config(0);
+    config.protocol = "rdma".into();
+    let client = Store::setup(&config).expect("client setup");
+    let one = ReplicaConfig { replica_num: 1, ..Default::default() };
+    for (i, size) in [4096usize, 1 << 20, 8 << 20].into_iter().enumerate() {
+        let value = pattern(size, 20 + i as u64);
+        let key = format!("rdma-{size}");
+        client.put_parts(&key, &[&value], &one, false).unwrap_or_else(|e| panic!("put {size}: {e}"));
+        let back = client.get(&key).unwrap_or_else(|e| panic!("get {size}: {e}"));
+        assert!(back == value, "{size} bytes came back different");
+    }
+    let real = client.real().unwrap();
+    let moved: u64 = real.engine().links().iter().filter(|l| l.transport == "rdma").map(|l| l.bytes).sum();
+    assert!(moved >= 2 * (4096 + (1 << 20) + (8 << 20)), "the values went over rdma: {moved} bytes");
+    // A store asked for tcp keeps to tcp on this host.
+    let mut config = master.config(0);
+    config.protocol = "tcp".into();
+    let tcp = Store::setup(&config).expect("tcp client setup");
+    assert!(!tcp.real().unwrap().engine().transports().contains(&"rdma"));
+    assert!(tcp.get("rdma-4096").unwrap() == pattern(4096, 20));
+}

@@ -91,7 +91,8 @@ pub extern "C" fn mooncake_store_destroy(store: mooncake_store_t) {
 /// 12300–14300), contributes `global_segment_size` bytes to the pool (0: a client that
 /// contributes none) and keeps a registered staging buffer of `local_buffer_size` bytes.
 /// `protocol` (NULL: `"tcp"`; `"rdma"` uses RDMA where devices exist, else tcp) and
-/// `device_name` (NULL: `""`; ignored). A handle already set up is set up again: the new client replaces
+/// `device_name` (NULL: `""`; with `"rdma"`, the RDMA devices to use, comma-separated, `""`
+/// for every discovered one). A handle already set up is set up again: the new client replaces
 /// the old one (which is closed) only when it started. Returns 0, or a negative code
 /// (`RPC_FAIL` -900: master unreachable; `INVALID_PARAMS` -600). All strings are read during
 /// the call. Thread-safe.

@@ -54,6 +54,12 @@ pub(super) struct Inner {
 }
 
 impl RealClient {
+    /// The transfer engine this client moves bytes with (its transports, links and
+    /// descriptor); owned by the client.
+    pub fn engine(&self) -> &TransferEngine {
+        &self.inner.engine
+    }
+
     /// Connects to the master, starts the engine, allocates and mounts the segment and the
     /// staging buffer. A master that is down fails with `RPC_FAIL`.
     pub fn setup(config: &StoreConfig) -> StoreResult<RealClient> {
@@ -69,11 +75,19 @@ impl RealClient {
         .map_err(|e| {
             StoreError::new(ErrorCode::InternalError, format!("cannot start the transfer engine: {}", e.message))
         })?;
-        // Discovery installs rdma where devices exist; a store asked for tcp keeps to tcp, and
-        // one asked for rdma on a host without it uses tcp, as Mooncake does.
+        // Discovery installs rdma where devices exist; a store asked for tcp keeps to tcp, one
+        // asked for rdma with `device_name` (comma-separated) uses those NICs only, and one
+        // asked for rdma on a host without it uses tcp, as Mooncake does.
         if config.protocol == "tcp" {
             let _ = engine.uninstall_transport("rdma");
-        } else if !engine.transports().contains(&"rdma") {
+        } else if !config.device_name.is_empty() && engine.transports().contains(&"rdma") {
+            let _ = engine.uninstall_transport("rdma");
+            let matrix = crate::engine::discover_local(&config.device_name).to_mooncake_json();
+            if let Err(e) = engine.install_transport_with_matrix("rdma", Some(&matrix)) {
+                tracing::warn!("rdma over {:?} is not available ({}); using tcp", config.device_name, e.message);
+            }
+        }
+        if config.protocol != "tcp" && !engine.transports().contains(&"rdma") {
             tracing::warn!(
                 "store protocol {:?} is not available here; using tcp, as Mooncake does without RDMA devices",
                 config.protocol

@@ -38,9 +38,10 @@ pub struct StoreConfig {
     pub global_segment_size: u64,
     /// Bytes of the registered staging buffer used for values outside registered memory.
     pub local_buffer_size: u64,
-    /// `"tcp"` (`"rdma"` falls back to tcp, as the engine does on a host without RDMA).
+    /// `"tcp"` or `"rdma"` (which falls back to tcp, as Mooncake does, on a host without a
+    /// usable RDMA device).
     pub protocol: String,
-    /// Ignored for tcp.
+    /// With `"rdma"`: the RDMA devices to use, comma-separated (`""`: every discovered one).
     pub device_name: String,
     /// `host:port` of `mooncake_master`.
     pub master_server_addr: String,
