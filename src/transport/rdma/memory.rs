@@ -39,6 +39,11 @@ impl RegionMrs {
         self.addr + self.len
     }
 
+    /// Whether all of `[addr, addr + len)` lies inside the region.
+    pub fn contains(&self, addr: u64, len: u64) -> bool {
+        addr >= self.addr && addr.checked_add(len).is_some_and(|end| end <= self.end())
+    }
+
     /// The chunks covering `[addr, addr + len)` (which lies inside the region), with the part
     /// of the range in each.
     pub fn pieces(&self, addr: u64, len: u64) -> impl Iterator<Item = (&Chunk, u64, u64)> {
@@ -127,8 +132,7 @@ impl MemoryTable {
     pub fn find(&self, addr: u64, len: u64) -> Option<Arc<RegionMrs>> {
         let map = self.by_addr.read();
         let (_, r) = map.range(..=addr).next_back()?;
-        let end = addr.checked_add(len)?;
-        (addr >= r.addr && end <= r.end()).then(|| r.clone())
+        r.contains(addr, len).then(|| r.clone())
     }
 
     /// The remotely accessible chunks with their keys, in address order.

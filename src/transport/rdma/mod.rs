@@ -7,16 +7,22 @@
 //! - [`endpoint`]: the queue pairs to one peer NIC, with bounded outstanding work.
 //! - [`handshake`], `connect`: Mooncake's type-0 exchange, active and passive.
 //! - [`peer`]: a target's devices, keys and matrix from its descriptor.
-//! - `path`: slices to work requests and completions back, retries; `worker`: threads.
+//! - `path`: slices to work requests and completions back, retries; `stripe`: the NIC pair
+//!   of a slice; `worker`: threads.
+//! - `fake` (hidden): an in-memory device behind the same function table, for the per-slice
+//!   benchmark (`benches/rdma_slice.rs`) and tests of the path without hardware.
 
 pub(crate) mod connect;
 pub mod device;
 pub mod endpoint;
+#[doc(hidden)]
+pub mod fake;
 pub mod handshake;
 pub mod memory;
 pub(crate) mod path;
 pub mod peer;
 pub mod settings;
+mod stripe;
 pub mod verbs;
 mod worker;
 
@@ -122,18 +128,7 @@ impl RdmaTransport {
             };
             locations.insert(loc.clone(), list);
         }
-        let core = Arc::new(Core {
-            settings: opts.settings,
-            server_name: opts.server_name,
-            nics,
-            locations,
-            memory: Default::default(),
-            endpoints: Mutex::new(HashMap::new()),
-            paused: Mutex::new(HashMap::new()),
-            runtime: opts.runtime,
-            limits: opts.limits,
-            stopped: Default::default(),
-        });
+        let core = Arc::new(Core::new(opts.settings, opts.server_name, nics, locations, opts.runtime, opts.limits));
         let t = RdmaTransport { core: core.clone(), threads: Mutex::new(Vec::new()) };
         for nic in &core.nics {
             let handles = worker::start(&core, nic).map_err(|e| format!("cannot start RDMA threads: {e}"))?;
@@ -227,11 +222,12 @@ impl Transport for RdmaTransport {
             }
             return Err(Error::Closed);
         }
-        let works = slices
-            .into_iter()
-            .enumerate()
-            .map(|(i, slice)| Work { slice, peer: peer.clone(), ordinal: i as u32, attempt: 0 })
-            .collect();
+        let works = slices.into_iter().enumerate().map(|(i, slice)| Work {
+            slice,
+            peer: peer.clone(),
+            ordinal: i as u32,
+            attempt: 0,
+        });
         self.core.dispatch(works);
         Ok(())
     }
@@ -262,7 +258,7 @@ impl Transport for RdmaTransport {
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
-        self.core.endpoints.lock().clear();
+        self.core.forget_endpoints();
         self.core.memory.clear();
         tracing::debug!("RDMA transport stopped");
     }

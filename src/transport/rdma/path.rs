@@ -5,12 +5,21 @@
 //! the local location's preferred list and the `k`-th of the remote location's list in the
 //! peer's matrix, so consecutive slices of one request spread over every preferred NIC pair.
 //! A local device whose port is down is skipped; a peer NIC whose link failed (transport retry
-//! exceeded) is skipped for `MC_RDMA_RAIL_PAUSE_SECONDS` unless all of them are.
+//! exceeded) is skipped for `MC_RDMA_RAIL_PAUSE_SECONDS` unless all of them are ([`stripe`]).
+//!
+//! Per slice, nothing allocates, formats or takes a transport-wide lock once the submission's
+//! NIC pairs have endpoints: `dispatch` groups slices in per-thread buffers, resolves the NIC
+//! lists once per run of slices on the same region and peer buffer, and finds each group's
+//! endpoint once per call by `(peer, local device, peer device)`; `post_pending` builds its
+//! chains in fixed arrays.
+//!
+//! [`stripe`]: super::stripe
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -19,6 +28,7 @@ use super::endpoint::{Endpoint, MAX_SGE, State};
 use super::memory::{MemoryTable, RegionMrs};
 use super::peer::RdmaPeer;
 use super::settings::RdmaSettings;
+use super::stripe::{RailPauses, Stripe};
 use super::verbs::{self, ibv_send_wr, ibv_sge, ibv_wc, ibv_wc_status};
 use crate::metadata::handshake::ClientLimits;
 use crate::runtime::RuntimeGuard;
@@ -41,13 +51,13 @@ pub(crate) struct Prepared {
     binding: Binding,
 }
 
-/// What binds a work to one endpoint: the keys and scatter list of its device, and the
-/// region it reads or writes locally (kept registered while the request is in flight).
+/// What binds a work to one endpoint: the peer's key on the endpoint's peer device, and the
+/// region the work reads or writes locally (kept registered while the request is in flight;
+/// its lkeys on the endpoint's device make the scatter list when the request is posted).
+/// Small on purpose: a work is moved from queue to queue on its way.
 struct Binding {
     region: Arc<RegionMrs>,
     rkey: u32,
-    sges: [ibv_sge; MAX_SGE as usize],
-    nsge: usize,
 }
 
 /// A posted work request, found again by its `wr_id`.
@@ -121,106 +131,162 @@ pub(crate) struct Core {
     pub nics: Vec<Arc<Nic>>,
     /// location → local device indices, preferred ones first.
     pub locations: HashMap<String, Vec<usize>>,
+    /// Every local device index: the list of a location the matrix does not name.
+    every_device: Vec<usize>,
     pub memory: MemoryTable,
     /// (local device, peer NIC path) → endpoint.
     pub endpoints: Mutex<HashMap<(usize, String), Arc<Ep>>>,
+    /// (peer id, local device, peer device) → endpoint: `endpoints` found without building a
+    /// string key. Entries leave with their endpoint (`fail_endpoint`); one found failed all
+    /// the same (a race with closing it) is looked up again in `endpoints`.
+    pairs: Mutex<HashMap<(u64, usize, usize), Arc<Ep>>>,
     /// Peer NIC paths whose link failed, and since when.
-    pub paused: Mutex<HashMap<String, Instant>>,
+    pub paused: RailPauses,
     pub runtime: Arc<RuntimeGuard>,
     pub limits: ClientLimits,
     pub stopped: AtomicBool,
 }
 
-enum Refusal {
-    /// Cannot succeed elsewhere: the slice fails now.
-    Final(String),
-    /// May succeed on another NIC pair.
-    Retry(String),
-}
+/// Entries of `Core::pairs` beyond which it starts over: it also holds pairs of peers whose
+/// descriptor was replaced (a new peer id), which nothing else removes.
+const PAIR_CACHE_LIMIT: usize = 4096;
+
+/// Work requests per doorbell (one `ibv_post_send` chain on one queue pair).
+const CHAIN_LEN: usize = 32;
+
+/// Completions handled together by [`Core::complete`] (the worker polls this many at a time).
+const COMPLETION_BATCH: usize = 64;
 
 impl Core {
+    pub fn new(
+        settings: RdmaSettings,
+        server_name: String,
+        nics: Vec<Arc<Nic>>,
+        locations: HashMap<String, Vec<usize>>,
+        runtime: Arc<RuntimeGuard>,
+        limits: ClientLimits,
+    ) -> Core {
+        Core {
+            settings,
+            server_name,
+            every_device: (0..nics.len()).collect(),
+            nics,
+            locations,
+            memory: Default::default(),
+            endpoints: Mutex::new(HashMap::new()),
+            pairs: Mutex::new(HashMap::new()),
+            paused: RailPauses::default(),
+            runtime,
+            limits,
+            stopped: Default::default(),
+        }
+    }
+
     /// Routes and posts (or queues) every work. Never blocks on the network: a new endpoint's
     /// handshake runs on a thread of its own and its work waits in its queue.
-    pub fn dispatch(self: &Arc<Self>, works: Vec<Work>) {
-        let mut groups: Vec<(Arc<Ep>, Vec<Prepared>)> = Vec::new();
+    pub fn dispatch(self: &Arc<Self>, works: impl IntoIterator<Item = Work>) {
+        let mut scratch = Scratch::take();
         for w in works {
-            match self.prepare(&w) {
-                Ok((ep, binding)) => {
-                    let p = Prepared { work: w, binding };
-                    match groups.iter_mut().find(|(e, _)| Arc::ptr_eq(e, &ep)) {
-                        Some((_, list)) => list.push(p),
-                        None => groups.push((ep, vec![p])),
-                    }
+            let (li, ri, binding) = match self.prepare(&w, &mut scratch.stripe) {
+                Ok(bound) => bound,
+                Err(why) => {
+                    self.fail(w, &why);
+                    continue;
                 }
-                Err(Refusal::Final(why)) => self.fail(w, &why),
-                Err(Refusal::Retry(why)) => self.retry(w, &why),
+            };
+            let key = (w.peer.id, li, ri);
+            let group = match scratch.group_of(key) {
+                Some(g) => g,
+                None => match self.endpoint(li, &w.peer, ri) {
+                    Ok(ep) => scratch.add_group(key, ep),
+                    Err(why) => {
+                        self.retry(w, &why);
+                        continue;
+                    }
+                },
+            };
+            scratch.groups[group].list.push_back(Prepared { work: w, binding });
+        }
+        scratch.stripe.clear();
+        for g in &mut scratch.groups[..scratch.used] {
+            if let Some(ep) = g.ep.take() {
+                self.enqueue(&ep, &mut g.list);
             }
         }
-        for (ep, list) in groups {
-            self.enqueue(&ep, list);
-        }
+        scratch.put_back();
     }
 
-    /// Picks the NIC pair, keys and endpoint of one work.
-    fn prepare(self: &Arc<Self>, w: &Work) -> Result<(Arc<Ep>, Binding), Refusal> {
+    /// Picks the NIC pair and keys of one work: `(local device, peer device, binding)`, or
+    /// why it cannot succeed on any pair.
+    fn prepare(&self, w: &Work, stripe: &mut Stripe) -> Result<(usize, usize, Binding), String> {
         if self.stopped.load(Ordering::Acquire) {
-            return Err(Refusal::Final("the RDMA transport is shut down".into()));
+            return Err("the RDMA transport is shut down".into());
         }
         let s = &w.slice;
-        let region = self.memory.find(s.local as u64, s.len).ok_or_else(|| {
-            Refusal::Final(format!("local range {:#x}+{} is not registered with the RDMA transport", s.local, s.len))
-        })?;
+        let region = match stripe.region_holding(s.local as u64, s.len) {
+            Some(r) => r.clone(),
+            None => {
+                let r = self.memory.find(s.local as u64, s.len).ok_or_else(|| {
+                    format!("local range {:#x}+{} is not registered with the RDMA transport", s.local, s.len)
+                })?;
+                stripe.set_region(r.clone(), self.local_devices(&r.location), &self.nics);
+                r
+            }
+        };
         let buffer = w.peer.buffer_for(s.remote, s.len).ok_or_else(|| {
-            Refusal::Final(format!(
+            format!(
                 "remote range {:#x}+{} is not inside one buffer that segment {} publishes",
                 s.remote, s.len, w.peer.segment
-            ))
+            )
         })?;
-        let local: Vec<usize> =
-            self.local_devices(&region.location).into_iter().filter(|&i| self.nics[i].device.is_active()).collect();
-        if local.is_empty() {
-            return Err(Refusal::Final(format!("no local RDMA device with an active port serves {}", region.location)));
-        }
-        let remote = self.remote_devices(&w.peer, &buffer.location);
+        stripe.remote_for(&self.paused, self.settings.rail_pause, &w.peer, buffer.addr, &buffer.location);
         let k = (w.ordinal + w.attempt) as usize;
-        let li = local[k % local.len()];
-        let ri = remote[k % remote.len()];
-        let mut sges = [ibv_sge { addr: 0, length: 0, lkey: 0 }; MAX_SGE as usize];
-        let mut nsge = 0;
-        for (chunk, addr, len) in region.pieces(s.local as u64, s.len) {
-            if nsge == MAX_SGE as usize {
-                return Err(Refusal::Final(format!(
-                    "local range {:#x}+{} spans more than {MAX_SGE} registered chunks (MC_MAX_MR_SIZE)",
-                    s.local, s.len
-                )));
-            }
-            sges[nsge] = ibv_sge { addr, length: len as u32, lkey: chunk.mrs[li].lkey };
-            nsge += 1;
+        let li = stripe
+            .local_device(k)
+            .ok_or_else(|| format!("no local RDMA device with an active port serves {}", region.location))?;
+        let ri =
+            stripe.remote_device(k).ok_or_else(|| format!("segment {} publishes no RDMA device", w.peer.segment))?;
+        if region.pieces(s.local as u64, s.len).nth(MAX_SGE as usize).is_some() {
+            return Err(format!(
+                "local range {:#x}+{} spans more than {MAX_SGE} registered chunks (MC_MAX_MR_SIZE)",
+                s.local, s.len
+            ));
         }
         let rkey = buffer.rkeys[ri];
-        let ep = self.endpoint(li, &w.peer, ri).map_err(Refusal::Retry)?;
-        Ok((ep, Binding { region, rkey, sges, nsge }))
+        Ok((li, ri, Binding { region, rkey }))
     }
 
-    fn local_devices(&self, location: &str) -> Vec<usize> {
+    /// The local devices serving `location`, preferred ones first (every device when the
+    /// matrix does not name it).
+    fn local_devices(&self, location: &str) -> &[usize] {
         match self.locations.get(location) {
-            Some(list) if !list.is_empty() => list.clone(),
-            _ => (0..self.nics.len()).collect(),
+            Some(list) if !list.is_empty() => list,
+            _ => &self.every_device,
         }
     }
 
-    fn remote_devices(&self, peer: &RdmaPeer, location: &str) -> Vec<usize> {
-        let all = peer.devices_for(location);
-        let mut paused = self.paused.lock();
-        let pause = self.settings.rail_pause;
-        paused.retain(|_, since| since.elapsed() < pause);
-        let healthy: Vec<usize> = all.iter().copied().filter(|&i| !paused.contains_key(&peer.nic_path(i))).collect();
-        if healthy.is_empty() { all.to_vec() } else { healthy }
+    /// The endpoint from local device `li` to the peer's device `ri`, from the pair cache
+    /// when it has a live one, else from [`Core::endpoint_by_path`].
+    fn endpoint(self: &Arc<Self>, li: usize, peer: &Arc<RdmaPeer>, ri: usize) -> Result<Arc<Ep>, String> {
+        let pair = (peer.id, li, ri);
+        let cached = self.pairs.lock().get(&pair).cloned();
+        if let Some(ep) = cached
+            && ep.with_state(|state, _| *state != State::Failed)
+        {
+            return Ok(ep);
+        }
+        let ep = self.endpoint_by_path(li, peer, ri)?;
+        let mut pairs = self.pairs.lock();
+        if pairs.len() >= PAIR_CACHE_LIMIT {
+            pairs.clear();
+        }
+        pairs.insert(pair, ep.clone());
+        Ok(ep)
     }
 
-    /// The endpoint from local device `li` to the peer's device `ri`, made (and its handshake
-    /// started) when there is none.
-    fn endpoint(self: &Arc<Self>, li: usize, peer: &Arc<RdmaPeer>, ri: usize) -> Result<Arc<Ep>, String> {
+    /// The endpoint of `(li, peer NIC path)`, made (and its handshake started) when there is
+    /// none.
+    fn endpoint_by_path(self: &Arc<Self>, li: usize, peer: &Arc<RdmaPeer>, ri: usize) -> Result<Arc<Ep>, String> {
         let peer_nic = peer.nic_path(ri);
         let key = (li, peer_nic.clone());
         let mut map = self.endpoints.lock();
@@ -244,17 +310,24 @@ impl Core {
         Ok(ep)
     }
 
-    /// Queues works on `ep` and posts what fits when it is connected.
-    fn enqueue(self: &Arc<Self>, ep: &Arc<Ep>, list: Vec<Prepared>) {
+    /// Queues the works of `list` (leaving it empty) on `ep` and posts what fits when it is
+    /// connected.
+    fn enqueue(self: &Arc<Self>, ep: &Arc<Ep>, list: &mut VecDeque<Prepared>) {
         let refused = ep.with_state(|state, queue| match state {
-            State::Failed => Some(list),
+            State::Failed => true,
+            // Nothing queued (the usual case): the list becomes the queue, without a copy,
+            // and the caller keeps the queue's empty buffer.
+            _ if queue.is_empty() => {
+                std::mem::swap(queue, list);
+                false
+            }
             _ => {
-                queue.extend(list);
-                None
+                queue.extend(list.drain(..));
+                false
             }
         });
-        if let Some(list) = refused {
-            for p in list {
+        if refused {
+            for p in list.drain(..) {
                 self.retry(p.work, &format!("endpoint {} failed", ep.peer_nic_path));
             }
             return;
@@ -267,43 +340,35 @@ impl Core {
         let nic = &self.nics[ep.device.index];
         let mut failed: Vec<(Prepared, String)> = Vec::new();
         ep.with_state(|state, queue| {
-            if !matches!(state, State::Connected(_)) {
+            if !matches!(state, State::Connected(_)) || queue.is_empty() {
                 return;
             }
-            let mut wrs: Vec<ibv_send_wr> = Vec::new();
-            let mut sges: Vec<[ibv_sge; MAX_SGE as usize]> = Vec::new();
-            let mut ids: Vec<usize> = Vec::new();
+            let mut chain = Chain::new();
             while !queue.is_empty() {
                 let Some(qp) = ep.reserve_slot() else {
                     nic.starved.store(true, Ordering::Release);
                     break;
                 };
                 // Post up to 32 requests per doorbell, all on this queue pair.
-                wrs.clear();
-                sges.clear();
-                ids.clear();
+                chain.clear();
+                let mut bytes = 0;
                 let mut slab = nic.posted.lock();
-                while ids.len() < 32 {
+                while !chain.is_full() {
                     let Some(p) = queue.pop_front() else { break };
-                    if !ids.is_empty() && !ep.reserve_on(qp) {
+                    if !chain.is_empty() && !ep.reserve_on(qp) {
                         queue.push_front(p);
                         break;
                     }
-                    sges.push(p.binding.sges);
-                    wrs.push(work_request(&p, 0));
-                    let len = p.work.slice.len;
+                    let at = chain.push(&p, ep.device.index);
+                    bytes += p.work.slice.len;
                     let id = slab.insert(Posted { prepared: p, endpoint: ep.clone(), qp });
-                    ep.device.stats.inflight_bytes.fetch_add(len, Ordering::Relaxed);
-                    ids.push(id);
+                    chain.set_id(at, id);
                 }
                 drop(slab);
-                for (i, wr) in wrs.iter_mut().enumerate() {
-                    wr.wr_id = ids[i] as u64;
-                    wr.sg_list = sges[i].as_mut_ptr();
-                }
-                if let Err((first, why)) = ep.post_chain(qp, &mut wrs) {
+                ep.device.stats.inflight_bytes.fetch_add(bytes, Ordering::Relaxed);
+                if let Err((first, why)) = ep.post_chain(qp, chain.requests()) {
                     let mut slab = nic.posted.lock();
-                    for &id in &ids[first..] {
+                    for &id in chain.ids_from(first) {
                         if let Some(p) = slab.take(id) {
                             ep.release_slot(qp);
                             ep.device.stats.inflight_bytes.fetch_sub(p.prepared.work.slice.len, Ordering::Relaxed);
@@ -323,49 +388,79 @@ impl Core {
         }
     }
 
-    /// One completion of device `nic`.
-    pub fn complete(self: &Arc<Self>, nic: &Nic, wc: &ibv_wc) {
-        let Some(posted) = nic.posted.lock().take(wc.wr_id as usize) else {
-            tracing::warn!(device = %nic.device.name, wr_id = wc.wr_id, "completion of an unknown work request");
-            return;
-        };
-        let Posted { prepared, endpoint: ep, qp } = posted;
-        ep.release_slot(qp);
-        let len = prepared.work.slice.len;
-        nic.device.stats.inflight_bytes.fetch_sub(len, Ordering::Relaxed);
-        if wc.status == ibv_wc_status::IBV_WC_SUCCESS {
-            nic.device.account_completed(len);
-            ep.completed.fetch_add(1, Ordering::Relaxed);
-            ep.bytes.fetch_add(len, Ordering::Relaxed);
-            drop(prepared.binding.region);
-            prepared.work.slice.finish(true);
-            self.post_pending(&ep);
+    /// Completions of device `nic`, in the order its CQ gave them. Their posted requests are
+    /// taken under one lock per batch, the device's counters (and the clock) are updated once
+    /// per batch, and each endpoint posts its queued work once per run of its completions, in
+    /// chains, rather than one request per completion.
+    pub fn complete(self: &Arc<Self>, nic: &Nic, wcs: &[ibv_wc]) {
+        for wcs in wcs.chunks(COMPLETION_BATCH) {
+            // Uninitialised: a batch is often a few completions, and the array is 6 KiB.
+            let mut taken: [MaybeUninit<Option<Posted>>; COMPLETION_BATCH] =
+                [const { MaybeUninit::uninit() }; COMPLETION_BATCH];
+            {
+                let mut slab = nic.posted.lock();
+                for (slot, wc) in taken.iter_mut().zip(wcs) {
+                    slot.write(slab.take(wc.wr_id as usize));
+                }
+            }
+            let (mut gone, mut moved) = (0, 0);
+            let mut run = Run::default();
+            for (slot, wc) in taken.iter().zip(wcs) {
+                // SAFETY: the loop above initialised one slot per completion of `wcs`, and
+                // each is read exactly once, here. (A panic below leaks the unread rest.)
+                let posted = unsafe { slot.assume_init_read() };
+                let Some(Posted { prepared, endpoint: ep, qp }) = posted else {
+                    tracing::warn!(device = %nic.device.name, wr_id = wc.wr_id, "completion of an unknown work request");
+                    continue;
+                };
+                ep.release_slot(qp);
+                let len = prepared.work.slice.len;
+                gone += len;
+                if wc.status == ibv_wc_status::IBV_WC_SUCCESS {
+                    moved += len;
+                    drop(prepared.binding.region);
+                    prepared.work.slice.finish(true);
+                    run.add(self, ep, len);
+                } else {
+                    self.failed_request(nic, &ep, prepared.work, wc);
+                }
+            }
+            nic.device.stats.inflight_bytes.fetch_sub(gone, Ordering::Relaxed);
+            if moved > 0 {
+                nic.device.account_completed(moved);
+            }
+            run.end(self);
             self.feed_starved(nic);
-            return;
         }
+    }
+
+    /// A request of `ep` that completed with an error: the endpoint closes (unless the
+    /// request was flushed by its closing), the work fails or is retried elsewhere.
+    fn failed_request(self: &Arc<Self>, nic: &Nic, ep: &Arc<Ep>, work: Work, wc: &ibv_wc) {
         ep.failed.fetch_add(1, Ordering::Relaxed);
         let text = nic.device.verbs.status_text(wc.status);
-        let work = prepared.work;
         use ibv_wc_status as S;
         if wc.status != S::IBV_WC_WR_FLUSH_ERR {
             tracing::warn!(
                 device = %nic.device.name, peer = %ep.peer_nic_path, status = wc.status, vendor_err = wc.vendor_err,
-                "RDMA {} of {:#x}+{} failed: {text}", op_name(work.slice.opcode), work.slice.remote, len
+                "RDMA {} of {:#x}+{} failed: {text}", op_name(work.slice.opcode), work.slice.remote, work.slice.len
             );
             if matches!(wc.status, S::IBV_WC_RETRY_EXC_ERR | S::IBV_WC_RNR_RETRY_EXC_ERR) {
-                self.paused.lock().insert(ep.peer_nic_path.clone(), Instant::now());
+                self.paused.pause(&ep.peer_nic_path);
             }
-            self.fail_endpoint(&ep, &text);
+            self.fail_endpoint(ep, &text);
         }
         match wc.status {
             // The target refused the access (no such key, outside its region, no right) or
-            // the request itself is wrong: no other NIC can make it right.
-            S::IBV_WC_REM_ACCESS_ERR | S::IBV_WC_REM_INV_REQ_ERR | S::IBV_WC_LOC_PROT_ERR | S::IBV_WC_LOC_LEN_ERR => {
+            // our own keys or lengths are wrong: no other NIC can make it right. An "invalid
+            // request" from the responder is retried instead: ranges are checked before
+            // posting, and soft-RoCE answers it now and then for a sound request on a link
+            // that just came back (seen in the guest tests).
+            S::IBV_WC_REM_ACCESS_ERR | S::IBV_WC_LOC_PROT_ERR | S::IBV_WC_LOC_LEN_ERR => {
                 self.fail(work, &format!("{text} (device {}, peer {})", nic.device.name, ep.peer_nic_path))
             }
             _ => self.retry(work, &format!("{text} on {} towards {}", nic.device.name, ep.peer_nic_path)),
         }
-        self.feed_starved(nic);
     }
 
     /// After a completion freed room: gives every endpoint of `nic` with queued work a turn,
@@ -401,6 +496,7 @@ impl Core {
                 map.remove(&key);
             }
         }
+        self.pairs.lock().retain(|_, e| !Arc::ptr_eq(e, ep));
         for p in queued {
             self.retry(p.work, why);
         }
@@ -415,6 +511,12 @@ impl Core {
         }
     }
 
+    /// Drops every endpoint (transport shutdown, after each was failed).
+    pub fn forget_endpoints(&self) {
+        self.endpoints.lock().clear();
+        self.pairs.lock().clear();
+    }
+
     /// Another attempt on another NIC pair, or the end of the slice after `MC_RETRY_CNT`.
     pub fn retry(self: &Arc<Self>, mut w: Work, why: &str) {
         w.attempt += 1;
@@ -424,7 +526,7 @@ impl Core {
             return;
         }
         tracing::debug!(attempt = w.attempt, "retrying an RDMA slice: {why}");
-        self.dispatch(vec![w]);
+        self.dispatch([w]);
     }
 
     fn fail(&self, w: Work, why: &str) {
@@ -443,11 +545,182 @@ impl Core {
     }
 }
 
-fn work_request(p: &Prepared, wr_id: u64) -> ibv_send_wr {
-    // SAFETY: plain-data struct (pointers null, unions zero); every field used is set below.
+/// Successful completions of one endpoint in a row: its counters are added once, and its
+/// queued work is posted when the run ends (room was freed).
+#[derive(Default)]
+struct Run {
+    ep: Option<Arc<Ep>>,
+    requests: u64,
+    bytes: u64,
+}
+
+impl Run {
+    fn add(&mut self, core: &Arc<Core>, ep: Arc<Ep>, bytes: u64) {
+        if !self.ep.as_ref().is_some_and(|e| Arc::ptr_eq(e, &ep)) {
+            self.end(core);
+            self.ep = Some(ep);
+        }
+        self.requests += 1;
+        self.bytes += bytes;
+    }
+
+    fn end(&mut self, core: &Arc<Core>) {
+        if let Some(ep) = self.ep.take() {
+            ep.completed.fetch_add(self.requests, Ordering::Relaxed);
+            ep.bytes.fetch_add(self.bytes, Ordering::Relaxed);
+            core.post_pending(&ep);
+        }
+        self.requests = 0;
+        self.bytes = 0;
+    }
+}
+
+/// The works of one `dispatch` call bound for one endpoint.
+struct Group {
+    key: (u64, usize, usize),
+    /// Taken when the group is handed to its endpoint.
+    ep: Option<Arc<Ep>>,
+    list: VecDeque<Prepared>,
+}
+
+/// `dispatch`'s buffers, kept per thread between calls so that routing a submission allocates
+/// nothing once they have grown. A nested call (a retry from inside `dispatch`) finds none and
+/// uses fresh ones. Kept empty between calls: no endpoint or work stays in them.
+#[derive(Default)]
+struct Scratch {
+    /// `groups[..used]` are this call's; the rest keep their lists' capacity.
+    groups: Vec<Group>,
+    used: usize,
+    stripe: Stripe,
+}
+
+/// Groups (and works per group) a thread keeps between calls; beyond them buffers are freed.
+const KEPT_GROUPS: usize = 64;
+const KEPT_WORKS: usize = 1024;
+
+thread_local! {
+    static SCRATCH: Cell<Option<Scratch>> = const { Cell::new(None) };
+}
+
+impl Scratch {
+    fn take() -> Scratch {
+        SCRATCH.try_with(Cell::take).ok().flatten().unwrap_or_default()
+    }
+
+    fn put_back(mut self) {
+        for g in &mut self.groups[..self.used] {
+            g.ep = None;
+            if g.list.capacity() > KEPT_WORKS {
+                g.list = VecDeque::new();
+            }
+        }
+        self.groups.truncate(KEPT_GROUPS);
+        self.used = 0;
+        self.stripe.clear();
+        // Fails only while the thread is exiting; the buffers are then simply dropped.
+        let _ = SCRATCH.try_with(|c| c.set(Some(self)));
+    }
+
+    /// The group of `key` in this call. A linear search: a call has at most one group per
+    /// NIC pair (and peer) it uses.
+    fn group_of(&self, key: (u64, usize, usize)) -> Option<usize> {
+        self.groups[..self.used].iter().position(|g| g.key == key)
+    }
+
+    fn add_group(&mut self, key: (u64, usize, usize), ep: Arc<Ep>) -> usize {
+        let i = self.used;
+        match self.groups.get_mut(i) {
+            Some(g) => {
+                g.key = key;
+                g.ep = Some(ep);
+            }
+            None => self.groups.push(Group { key, ep: Some(ep), list: VecDeque::new() }),
+        }
+        self.used += 1;
+        i
+    }
+}
+
+/// One doorbell's work requests, built in fixed arrays (posting allocates nothing). The
+/// scatter-list pointers and ids are filled in by [`Chain::requests`], so the chain may move
+/// between building and posting.
+struct Chain {
+    wrs: [MaybeUninit<ibv_send_wr>; CHAIN_LEN],
+    sges: [MaybeUninit<[ibv_sge; MAX_SGE as usize]>; CHAIN_LEN],
+    ids: [usize; CHAIN_LEN],
+    len: usize,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        // Uninitialised storage: a chain is built per post, and zeroing 6 KiB each time would
+        // cost more than the requests themselves.
+        Chain {
+            wrs: [const { MaybeUninit::uninit() }; CHAIN_LEN],
+            sges: [const { MaybeUninit::uninit() }; CHAIN_LEN],
+            ids: [0; CHAIN_LEN],
+            len: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == CHAIN_LEN
+    }
+
+    /// Appends the request of `p` on local device `device` (the chain is not full); returns
+    /// its position.
+    fn push(&mut self, p: &Prepared, device: usize) -> usize {
+        let at = self.len;
+        let s = &p.work.slice;
+        let mut sges = [ibv_sge { addr: 0, length: 0, lkey: 0 }; MAX_SGE as usize];
+        let mut n = 0;
+        // At most MAX_SGE pieces: `prepare` refused longer lists.
+        for ((chunk, addr, len), sge) in p.binding.region.pieces(s.local as u64, s.len).zip(&mut sges) {
+            *sge = ibv_sge { addr, length: len as u32, lkey: chunk.mrs.get(device).map_or(0, |m| m.lkey) };
+            n += 1;
+        }
+        self.sges[at].write(sges);
+        self.wrs[at].write(work_request(p, n));
+        self.len += 1;
+        at
+    }
+
+    fn set_id(&mut self, at: usize, id: usize) {
+        self.ids[at] = id;
+    }
+
+    /// The requests pushed so far, with their ids and scatter lists in place.
+    fn requests(&mut self) -> &mut [ibv_send_wr] {
+        let len = self.len;
+        // SAFETY: `push` initialised the first `len` entries of `wrs` (and of `sges`, which the
+        // provider reads through `sg_list`); `ibv_send_wr` is plain data without drop glue.
+        let wrs = unsafe { std::slice::from_raw_parts_mut(self.wrs.as_mut_ptr().cast::<ibv_send_wr>(), len) };
+        for ((wr, sges), &id) in wrs.iter_mut().zip(self.sges.iter_mut()).zip(&self.ids) {
+            wr.wr_id = id as u64;
+            wr.sg_list = sges.as_mut_ptr().cast::<ibv_sge>();
+        }
+        wrs
+    }
+
+    /// Ids of the requests from position `first` on (the ones a failed post did not take).
+    fn ids_from(&self, first: usize) -> &[usize] {
+        &self.ids[first.min(self.len)..self.len]
+    }
+}
+
+fn work_request(p: &Prepared, nsge: usize) -> ibv_send_wr {
+    // SAFETY: plain-data struct (pointers null, unions zero); every field used is set below
+    // (`wr_id` and `sg_list` by `Chain::requests`).
     let mut wr: ibv_send_wr = unsafe { std::mem::zeroed() };
-    wr.wr_id = wr_id;
-    wr.num_sge = p.binding.nsge as i32;
+    wr.num_sge = nsge as i32;
     wr.opcode = match p.work.slice.opcode {
         Opcode::Read => verbs::ibv_wr_opcode::IBV_WR_RDMA_READ,
         Opcode::Write => verbs::ibv_wr_opcode::IBV_WR_RDMA_WRITE,

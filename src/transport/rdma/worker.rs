@@ -37,17 +37,7 @@ fn poll_loop(core: &Arc<Core>, nic: &Arc<Nic>) {
     let mut idle_since: Option<Instant> = None;
     let mut stop_seen: Option<Instant> = None;
     loop {
-        let n = match nic.device.poll(&mut wcs) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!("{e}");
-                0
-            }
-        };
-        if n > 0 {
-            for wc in &wcs[..n] {
-                core.complete(nic, wc);
-            }
+        if poll_once(core, nic, &mut wcs) > 0 {
             idle_since = None;
             continue;
         }
@@ -66,18 +56,27 @@ fn poll_loop(core: &Arc<Core>, nic: &Arc<Nic>) {
         // Arm, then look again (a completion that came before the arming raises no event),
         // then sleep until one comes or a short timeout lets us check for shutdown.
         nic.device.arm();
-        match nic.device.poll(&mut wcs) {
-            Ok(n) if n > 0 => {
-                for wc in &wcs[..n] {
-                    core.complete(nic, wc);
-                }
-                idle_since = None;
-            }
-            _ => {
-                nic.device.wait_completion_event(20);
-            }
+        if poll_once(core, nic, &mut wcs) > 0 {
+            idle_since = None;
+        } else {
+            nic.device.wait_completion_event(20);
         }
     }
+}
+
+/// Polls `nic`'s CQ once (up to `wcs.len()` completions) and handles what came; returns how
+/// many did (0 after logging a failed poll). The worker's step, also driven by the fake
+/// device's benchmark rig.
+pub(crate) fn poll_once(core: &Arc<Core>, nic: &Nic, wcs: &mut [ibv_wc]) -> usize {
+    let n = match nic.device.poll(wcs) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 0;
+        }
+    };
+    core.complete(nic, &wcs[..n]);
+    n
 }
 
 fn event_loop(core: &Arc<Core>, nic: &Arc<Nic>) {
