@@ -5,8 +5,8 @@
 # ../shared/tools/rdma-vm beside this checkout or beside /work/main. Root is needed (the
 # tool's setup installs qemu and downloads Debian's kernel; the guest's tests use `ip link`).
 # MOONCAKE_REQUIRE_RDMA=1 (CI) makes a missing tool a failure instead of a skip. The test with
-# Mooncake's wheel as the RDMA peer takes the venv of ci/setup-wheel.sh (it must be outside /tmp,
-# which the guest does not share); MOONCAKE_REQUIRE_WHEEL=1 (CI) makes its absence a failure.
+# Mooncake's wheel as the RDMA peer takes the venv of ci/setup-wheel.sh (the guest sees the host's root
+# filesystem, not other mounts such as a tmpfs /tmp); MOONCAKE_REQUIRE_WHEEL=1 (CI) makes its absence a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
