@@ -136,25 +136,26 @@ impl Peer {
     fn check(&mut self, seed: u64, off: u64, len: u64) {
         assert_eq!(self.ask(&format!("check {seed} {off} {len}")), "ok", "peer bytes at {off}+{len}");
     }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "quit");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
+        quit_or_kill(&mut self.child, &mut self.stdin);
     }
+}
+
+/// Asks a child that reads commands to quit; kills it (by PID) when it has not exited 10 s later.
+fn quit_or_kill(child: &mut Child, stdin: &mut ChildStdin) {
+    let _ = writeln!(stdin, "quit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The peer process: an engine with one remotely accessible buffer of the pattern `seed`.
@@ -574,16 +575,7 @@ impl WheelRdma {
 
 impl Drop for WheelRdma {
     fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "quit");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        quit_or_kill(&mut self.child, &mut self.stdin);
     }
 }
 
