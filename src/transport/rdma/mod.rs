@@ -8,10 +8,11 @@
 //! - [`handshake`], `connect`: Mooncake's type-0 exchange, active and passive.
 //! - [`peer`]: a target's devices, keys and matrix from its descriptor.
 //! - `path`: slices to work requests and completions back, retries; `stripe`: the NIC pair
-//!   of a slice; `worker`: threads.
+//!   of a slice; `chain`: its allocation-free buffers; `worker`: threads.
 //! - `fake` (hidden): an in-memory device behind the same function table, for the per-slice
 //!   benchmark (`benches/rdma_slice.rs`) and tests of the path without hardware.
 
+mod chain;
 pub(crate) mod connect;
 pub mod device;
 pub mod endpoint;

@@ -15,7 +15,6 @@
 //!
 //! [`stripe`]: super::stripe
 
-use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::mem::MaybeUninit;
 use std::sync::Arc;
@@ -23,13 +22,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
+use super::chain::{Chain, Scratch};
 use super::device::Device;
 use super::endpoint::{Endpoint, MAX_SGE, State};
 use super::memory::{MemoryTable, RegionMrs};
 use super::peer::RdmaPeer;
 use super::settings::RdmaSettings;
 use super::stripe::{RailPauses, Stripe};
-use super::verbs::{self, ibv_send_wr, ibv_sge, ibv_wc, ibv_wc_status};
+use super::verbs::{ibv_wc, ibv_wc_status};
 use crate::metadata::handshake::ClientLimits;
 use crate::runtime::RuntimeGuard;
 use crate::transport::{Opcode, Slice};
@@ -47,17 +47,17 @@ pub(crate) struct Work {
 
 /// A work bound to one endpoint.
 pub(crate) struct Prepared {
-    work: Work,
-    binding: Binding,
+    pub(super) work: Work,
+    pub(super) binding: Binding,
 }
 
 /// What binds a work to one endpoint: the peer's key on the endpoint's peer device, and the
 /// region the work reads or writes locally (kept registered while the request is in flight;
 /// its lkeys on the endpoint's device make the scatter list when the request is posted).
 /// Small on purpose: a work is moved from queue to queue on its way.
-struct Binding {
-    region: Arc<RegionMrs>,
-    rkey: u32,
+pub(super) struct Binding {
+    pub(super) region: Arc<RegionMrs>,
+    pub(super) rkey: u32,
 }
 
 /// A posted work request, found again by its `wr_id`.
@@ -150,9 +150,6 @@ pub(crate) struct Core {
 /// Entries of `Core::pairs` beyond which it starts over: it also holds pairs of peers whose
 /// descriptor was replaced (a new peer id), which nothing else removes.
 const PAIR_CACHE_LIMIT: usize = 4096;
-
-/// Work requests per doorbell (one `ibv_post_send` chain on one queue pair).
-const CHAIN_LEN: usize = 32;
 
 /// Completions handled together by [`Core::complete`] (the worker polls this many at a time).
 const COMPLETION_BATCH: usize = 64;
@@ -573,161 +570,6 @@ impl Run {
         self.requests = 0;
         self.bytes = 0;
     }
-}
-
-/// The works of one `dispatch` call bound for one endpoint.
-struct Group {
-    key: (u64, usize, usize),
-    /// Taken when the group is handed to its endpoint.
-    ep: Option<Arc<Ep>>,
-    list: VecDeque<Prepared>,
-}
-
-/// `dispatch`'s buffers, kept per thread between calls so that routing a submission allocates
-/// nothing once they have grown. A nested call (a retry from inside `dispatch`) finds none and
-/// uses fresh ones. Kept empty between calls: no endpoint or work stays in them.
-#[derive(Default)]
-struct Scratch {
-    /// `groups[..used]` are this call's; the rest keep their lists' capacity.
-    groups: Vec<Group>,
-    used: usize,
-    stripe: Stripe,
-}
-
-/// Groups (and works per group) a thread keeps between calls; beyond them buffers are freed.
-const KEPT_GROUPS: usize = 64;
-const KEPT_WORKS: usize = 1024;
-
-thread_local! {
-    static SCRATCH: Cell<Option<Scratch>> = const { Cell::new(None) };
-}
-
-impl Scratch {
-    fn take() -> Scratch {
-        SCRATCH.try_with(Cell::take).ok().flatten().unwrap_or_default()
-    }
-
-    fn put_back(mut self) {
-        for g in &mut self.groups[..self.used] {
-            g.ep = None;
-            if g.list.capacity() > KEPT_WORKS {
-                g.list = VecDeque::new();
-            }
-        }
-        self.groups.truncate(KEPT_GROUPS);
-        self.used = 0;
-        self.stripe.clear();
-        // Fails only while the thread is exiting; the buffers are then simply dropped.
-        let _ = SCRATCH.try_with(|c| c.set(Some(self)));
-    }
-
-    /// The group of `key` in this call. A linear search: a call has at most one group per
-    /// NIC pair (and peer) it uses.
-    fn group_of(&self, key: (u64, usize, usize)) -> Option<usize> {
-        self.groups[..self.used].iter().position(|g| g.key == key)
-    }
-
-    fn add_group(&mut self, key: (u64, usize, usize), ep: Arc<Ep>) -> usize {
-        let i = self.used;
-        match self.groups.get_mut(i) {
-            Some(g) => {
-                g.key = key;
-                g.ep = Some(ep);
-            }
-            None => self.groups.push(Group { key, ep: Some(ep), list: VecDeque::new() }),
-        }
-        self.used += 1;
-        i
-    }
-}
-
-/// One doorbell's work requests, built in fixed arrays (posting allocates nothing). The
-/// scatter-list pointers and ids are filled in by [`Chain::requests`], so the chain may move
-/// between building and posting.
-struct Chain {
-    wrs: [MaybeUninit<ibv_send_wr>; CHAIN_LEN],
-    sges: [MaybeUninit<[ibv_sge; MAX_SGE as usize]>; CHAIN_LEN],
-    ids: [usize; CHAIN_LEN],
-    len: usize,
-}
-
-impl Chain {
-    fn new() -> Chain {
-        // Uninitialised storage: a chain is built per post, and zeroing 6 KiB each time would
-        // cost more than the requests themselves.
-        Chain {
-            wrs: [const { MaybeUninit::uninit() }; CHAIN_LEN],
-            sges: [const { MaybeUninit::uninit() }; CHAIN_LEN],
-            ids: [0; CHAIN_LEN],
-            len: 0,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn is_full(&self) -> bool {
-        self.len == CHAIN_LEN
-    }
-
-    /// Appends the request of `p` on local device `device` (the chain is not full); returns
-    /// its position.
-    fn push(&mut self, p: &Prepared, device: usize) -> usize {
-        let at = self.len;
-        let s = &p.work.slice;
-        let mut sges = [ibv_sge { addr: 0, length: 0, lkey: 0 }; MAX_SGE as usize];
-        let mut n = 0;
-        // At most MAX_SGE pieces: `prepare` refused longer lists.
-        for ((chunk, addr, len), sge) in p.binding.region.pieces(s.local as u64, s.len).zip(&mut sges) {
-            *sge = ibv_sge { addr, length: len as u32, lkey: chunk.mrs.get(device).map_or(0, |m| m.lkey) };
-            n += 1;
-        }
-        self.sges[at].write(sges);
-        self.wrs[at].write(work_request(p, n));
-        self.len += 1;
-        at
-    }
-
-    fn set_id(&mut self, at: usize, id: usize) {
-        self.ids[at] = id;
-    }
-
-    /// The requests pushed so far, with their ids and scatter lists in place.
-    fn requests(&mut self) -> &mut [ibv_send_wr] {
-        let len = self.len;
-        // SAFETY: `push` initialised the first `len` entries of `wrs` (and of `sges`, which the
-        // provider reads through `sg_list`); `ibv_send_wr` is plain data without drop glue.
-        let wrs = unsafe { std::slice::from_raw_parts_mut(self.wrs.as_mut_ptr().cast::<ibv_send_wr>(), len) };
-        for ((wr, sges), &id) in wrs.iter_mut().zip(self.sges.iter_mut()).zip(&self.ids) {
-            wr.wr_id = id as u64;
-            wr.sg_list = sges.as_mut_ptr().cast::<ibv_sge>();
-        }
-        wrs
-    }
-
-    /// Ids of the requests from position `first` on (the ones a failed post did not take).
-    fn ids_from(&self, first: usize) -> &[usize] {
-        &self.ids[first.min(self.len)..self.len]
-    }
-}
-
-fn work_request(p: &Prepared, nsge: usize) -> ibv_send_wr {
-    // SAFETY: plain-data struct (pointers null, unions zero); every field used is set below
-    // (`wr_id` and `sg_list` by `Chain::requests`).
-    let mut wr: ibv_send_wr = unsafe { std::mem::zeroed() };
-    wr.num_sge = nsge as i32;
-    wr.opcode = match p.work.slice.opcode {
-        Opcode::Read => verbs::ibv_wr_opcode::IBV_WR_RDMA_READ,
-        Opcode::Write => verbs::ibv_wr_opcode::IBV_WR_RDMA_WRITE,
-    };
-    wr.send_flags = verbs::ibv_send_flags::IBV_SEND_SIGNALED.0;
-    wr.wr.rdma = rdma_sys::rdma_t { remote_addr: p.work.slice.remote, rkey: p.binding.rkey };
-    wr
 }
 
 fn op_name(op: Opcode) -> &'static str {
