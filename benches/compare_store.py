@@ -1,33 +1,33 @@
 #!/usr/bin/env python3
 """Store put/get: Mooncake's wheel against ours, same machine, same session, interleaved.
 
-For each run, in alternating order:
-  wheel : ../shared/bench/store_bench.py `run` with the wheel's venv (its mooncake_master,
-          its mooncake.store), scenarios remote and local.
-  ours  : the same store_bench.py, unchanged, in its `server`/`client` roles with our
-          python/ package first on PYTHONPATH, against our target/release/mooncake_master.
+For each run, in alternating order, benches/store_bench.py `run` (scenarios remote and local):
+  wheel : with the wheel's venv (its mooncake_master, its mooncake.store);
+  ours  : the same file, unchanged, with our python/ package first on PYTHONPATH (OURS_PYTHON,
+          default the wheel's interpreter, so both run the same Python) and our
+          target/release/mooncake_master;
   rust  : `mooncake-bench store` (the same rounds in Rust, no Python in the loop), shown for
           reference only; ratios compare Python against Python.
 Prints a Markdown table of medians over the runs: p50 latency (us) and GB/s for put and get,
 with the ratio ours/wheel per run (latency: lower is better; GB/s: higher is better).
 
 Knobs: RUNS (3), SIZES (4096,16777216), APIS (bytes,zerocopy,batch_zc), DURATION (1),
-SEGMENT_MIB (1024), WHEEL_PYTHON (~/.cache/mooncake-anchor/venv/bin/python), OUT (dir).
+SEGMENT_MIB (1024), WHEEL_PYTHON (~/.cache/mooncake-anchor/venv/bin/python), OURS_PYTHON,
+OUT (dir).
 Example: RUNS=3 python3 benches/compare_store.py > /tmp/store.md
 """
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BENCH = os.path.join(ROOT, "..", "shared", "bench", "store_bench.py")
+BENCH = os.path.join(HERE, "store_bench.py")
 WHEEL_PY = os.environ.get("WHEEL_PYTHON", os.path.expanduser("~/.cache/mooncake-anchor/venv/bin/python"))
+OURS_PY = os.environ.get("OURS_PYTHON", WHEEL_PY)
 RUNS = int(os.environ.get("RUNS", "3"))
 SIZES = os.environ.get("SIZES", "4096,16777216")
 APIS = os.environ.get("APIS", "bytes,zerocopy,batch_zc")
@@ -38,79 +38,30 @@ RELEASE = os.path.join(ROOT, "target", "release")
 os.makedirs(OUT, exist_ok=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def common(rpc, http):
-    return ["--metadata", "http", "--master-port", str(rpc), "--http-port", str(http),
-            "--segment-mib", SEGMENT_MIB, "--apis", APIS, "--sizes", SIZES, "--duration", DURATION]
+def bench_run(log, python, env=None, extra=()):
+    out = subprocess.run([python, BENCH, "run", "--segment-mib", SEGMENT_MIB, "--apis", APIS, "--sizes", SIZES,
+                          "--duration", DURATION, "--log", os.path.join(OUT, "servers.log"), *extra],
+                         env=env, capture_output=True, text=True, timeout=1800, check=False)
+    log.write(out.stderr)
+    if out.returncode != 0:
+        raise RuntimeError(f"store_bench.py under {python} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)["rows"]
 
 
 def wheel_run(log):
-    rpc, http, metrics = free_port(), free_port(), free_port()
-    out = subprocess.run([WHEEL_PY, BENCH, "run", *common(rpc, http), "--metrics-port", str(metrics)],
-                         capture_output=True, text=True, timeout=1800)
-    log.write(out.stderr)
-    if out.returncode != 0:
-        raise RuntimeError(f"wheel store_bench failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout)["rows"]
+    return bench_run(log, WHEEL_PY, {k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
 
 
 def ours_run(log):
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"),
                MOONCAKE_LIB=os.path.join(RELEASE, "libmooncake.so"))
-    rows = []
-    for scenario in ("remote", "local"):
-        rpc, http, metrics = free_port(), free_port(), free_port()
-        master = subprocess.Popen([os.path.join(RELEASE, "mooncake_master"), "--rpc_address=127.0.0.1",
-                                   f"--rpc_port={rpc}", "--metrics_host=127.0.0.1", f"--metrics_port={metrics}",
-                                   "--enable_http_metadata_server=true", "--http_metadata_server_host=127.0.0.1",
-                                   f"--http_metadata_server_port={http}"], stdout=log, stderr=log)
-        server = None
-        try:
-            wait_port(rpc)
-            wait_port(http)
-            extra = ["--tag", scenario]
-            if scenario == "remote":
-                server = subprocess.Popen([WHEEL_PY, BENCH, "server", *common(rpc, http)], env=env,
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
-                if not server.stdout.readline():
-                    raise RuntimeError("our store_bench server exited before it was ready")
-            else:
-                extra.append("--client-segment")
-            client = subprocess.run([WHEEL_PY, BENCH, "client", *common(rpc, http), *extra], env=env,
-                                    capture_output=True, text=True, timeout=1800)
-            log.write(client.stderr)
-            if client.returncode != 0:
-                raise RuntimeError(f"our store_bench client failed: {client.stderr[-2000:]}")
-            rows += json.loads(client.stdout.strip().splitlines()[-1])
-        finally:
-            if server is not None:
-                server.stdin.close()
-                server.wait(timeout=30)
-            master.terminate()
-            master.wait(timeout=30)
-    return rows
+    return bench_run(log, OURS_PY, env, ["--master-bin", os.path.join(RELEASE, "mooncake_master")])
 
 
 def rust_run(log):
     out = subprocess.run([os.path.join(RELEASE, "mooncake-bench"), "store", "--json", f"--sizes={SIZES}",
                           f"--apis={APIS}", f"--duration={DURATION}", f"--segment_mib={SEGMENT_MIB}"],
-                         capture_output=True, text=True, timeout=1800)
+                         capture_output=True, text=True, timeout=1800, check=False)
     log.write(out.stderr)
     if out.returncode != 0:
         raise RuntimeError(f"mooncake-bench store failed: {out.stderr[-2000:]}")
@@ -139,13 +90,13 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for k in sorted(results["wheel"][0]):
         for phase in ("put", "get"):
-            def med(name, field):
+            def med(name, field, k=k, phase=phase):
                 vals = [run[k][phase][field] for run in results[name] if k in run]
                 return statistics.median(vals) if vals else float("nan")
 
-            def ratio(field):
+            def ratio(field, k=k, phase=phase):
                 vals = [o[k][phase][field] / w[k][phase][field]
-                        for w, o in zip(results["wheel"], results["ours"]) if k in w and k in o]
+                        for w, o in zip(results["wheel"], results["ours"], strict=True) if k in w and k in o]
                 return statistics.median(vals) if vals else float("nan")
 
             print(f"| {k[0]} | {k[1]} | {k[2]} | {phase} | {med('wheel', 'lat_p50_us'):.1f} | "

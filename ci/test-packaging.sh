@@ -179,8 +179,8 @@ check_dynamic() {
         echo "FAIL  the SONAME should be $soname"
         rc=1
     fi
-    # RDMA and NUMA libraries are opened at run time where needed (../shared/DESIGN.md), never
-    # linked: the library must load on a machine without them.
+    # libibverbs is opened at run time (dlopen, docs/RDMA.md) and NUMA comes from sysfs and a
+    # raw system call, so none is linked: the library must load on a machine without them.
     if grep -E '^(libibverbs|librdmacm|libnuma)\.' <<<"$needed"; then
         echo "FAIL  the library must not need libibverbs, librdmacm or libnuma"
         rc=1

@@ -2,7 +2,7 @@
 # Python package tests:
 #  1. `pip install ./python` into a fresh venv (it builds the Rust library with cargo);
 #  2. the pytest suite (python/tests: ours <-> ours and ours <-> Mooncake's wheel, and
-#     ../shared/bench/te_bench.py run unchanged on both when that file exists);
+#     benches/te_bench.py run unchanged on both);
 #  3. `python -m build --wheel`, installed offline (--no-index) into another fresh venv;
 #  4. from that venv, two processes move and check 100 MiB, in a mount namespace where
 #     libibverbs, librdmacm and libnuma are hidden (TCP must not need them).
@@ -35,13 +35,6 @@ PKG_DIR=$("$PY" -c "import mooncake, os; print(os.path.dirname(mooncake.__file__
 export MOONCAKE_TEST_MASTER=$PKG_DIR/mooncake_master MOONCAKE_REQUIRE_MASTER=1
 
 step "pytest python/tests"
-TE_BENCH=${MOONCAKE_TE_BENCH:-$ROOT/../shared/bench/te_bench.py}
-if [ -f "$TE_BENCH" ]; then
-  export MOONCAKE_TE_BENCH=$TE_BENCH
-else
-  echo "note: $TE_BENCH not found: the te_bench.py test is skipped (set MOONCAKE_TE_BENCH)"
-  export MOONCAKE_REQUIRE_TE_BENCH=0
-fi
 MOONCAKE_TEST_PYTHON_OURS=$PY MOONCAKE_REQUIRE_OURS=1 \
   timeout 900 "$PY" -m pytest -q -p no:cacheprovider python/tests
 

@@ -1,5 +1,5 @@
 //! Settings read from the environment variables Mooncake deployments already set
-//! (`../shared/spec/env.md`), with Mooncake's defaults.
+//! (listed in `docs/ENV.md`), with Mooncake's defaults.
 //!
 //! A [`Config`] is read once per engine, when it is created, so that a process can run engines
 //! with different settings one after the other (the tests do).

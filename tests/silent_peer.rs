@@ -1,5 +1,5 @@
 //! A peer that accepts connections and then says nothing: with `MC_TCP_PROGRESS_TIMEOUT_SEC=2`
-//! (as env.md's tests set it) its tasks end FAILED after about 2 s, and a handshake with it fails
+//! (as Mooncake's own tests of this variable set it) its tasks end FAILED after about 2 s, and a handshake with it fails
 //! with `ERR_SOCKET`, instead of hanging. One test in this binary: it sets the variable.
 
 mod support;

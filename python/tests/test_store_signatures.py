@@ -10,7 +10,7 @@ import pytest
 from store_support import python_or_skip, run_python
 from test_signatures import POSITIONAL, parse_pybind_doc
 
-# The methods of mooncake/store's spec (python-api.md).
+# The methods of Mooncake's MooncakeDistributedStore that this package implements.
 METHODS = [
     "init_all", "health_check", "close", "get_hostname", "put", "get", "put_batch", "get_batch",
     "register_buffer", "unregister_buffer", "put_from", "get_into", "batch_put_from", "batch_get_into",

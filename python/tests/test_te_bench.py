@@ -1,41 +1,24 @@
-"""The performance anchor's te_bench.py, run UNCHANGED under an implementation's interpreter.
+"""benches/te_bench.py, run UNCHANGED under each implementation's interpreter (short points).
 
-Path: $MOONCAKE_TE_BENCH (default /work/shared/bench/te_bench.py). When the file is missing the
-test is skipped, unless MOONCAKE_REQUIRE_TE_BENCH=1, or MOONCAKE_REQUIRE_OURS=1 for the "ours"
-case (set MOONCAKE_REQUIRE_TE_BENCH=0 to keep the skip there, e.g. in a CI without ../shared).
-te_bench.py needs numpy in that interpreter.
+$MOONCAKE_TE_BENCH names another copy of the script; te_bench.py needs numpy in that interpreter.
 """
 import glob
 import json
 import os
+from pathlib import Path
 
 import pytest
-
 from harness import run_bounded, truthy
 
-DEFAULT_TE_BENCH = "/work/shared/bench/te_bench.py"
+TE_BENCH = Path(__file__).resolve().parents[2] / "benches" / "te_bench.py"
 SIZES = (4096, 65536)
 SCENARIOS = ("remote", "local")
-
-
-def te_bench_path(impl):
-    path = os.environ.get("MOONCAKE_TE_BENCH") or DEFAULT_TE_BENCH
-    if os.path.isfile(path):
-        return path
-    explicit = os.environ.get("MOONCAKE_REQUIRE_TE_BENCH")
-    must = truthy("MOONCAKE_REQUIRE_TE_BENCH") or (
-        impl == "ours" and truthy("MOONCAKE_REQUIRE_OURS") and explicit is None)
-    reason = (f"te_bench.py not found at {path} (set MOONCAKE_TE_BENCH; "
-              "MOONCAKE_REQUIRE_TE_BENCH=1 makes this an error)")
-    if must:
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def test_te_bench_unchanged(impl, log_dir, tmp_path):
     from conftest import python_of
     python = python_of(impl)
-    bench = te_bench_path(impl)
+    bench = os.environ.get("MOONCAKE_TE_BENCH") or str(TE_BENCH)
     rc, _, err = run_bounded([python, "-c", "import numpy"], timeout=60)
     if rc != 0:
         msg = f"numpy is not importable in {python} (te_bench.py needs it)"
@@ -47,7 +30,10 @@ def test_te_bench_unchanged(impl, log_dir, tmp_path):
     argv = [python, bench, "--duration", "0.2", "--max-ops", "3000", "--sizes",
             ",".join(map(str, SIZES)), "--scenarios", ",".join(SCENARIOS), "--buf-mib", "64",
             "--batch", "32", "--target-log", str(target_log), "--out", str(out_json)]
-    rc, out, err = run_bounded(argv, timeout=150, cwd=str(tmp_path))
+    env = dict(os.environ)
+    if impl == "wheel":
+        env.pop("PYTHONPATH", None)  # as for wheel peers: a checkout of ours must not hide the wheel
+    rc, _, err = run_bounded(argv, timeout=150, env=env, cwd=str(tmp_path))
     (log_dir / f"te_bench-{impl}.stderr").write_bytes(err)
     tail = err.decode("utf-8", "replace")[-3000:]
     assert rc is not None, f"te_bench.py timed out:\n{tail}"

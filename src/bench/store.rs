@@ -1,5 +1,5 @@
 //! `mooncake-bench store`: put/get latency and bandwidth of the store, measured the way
-//! `../shared/bench/store_bench.py` measures Mooncake's (rounds of K fresh keys: put each,
+//! `benches/store_bench.py` measures either Python package (rounds of K fresh keys: put each,
 //! get each, `remove_all`; per-call latency p50/p99, keys/s and GB/s of 1e9 bytes).
 //!
 //! Scenarios: `remote` (a second process — this command with `--role=owner` — contributes the
@@ -19,7 +19,7 @@ use crate::store::{KeyBuffer, ReplicaConfig, Store, StoreConfig};
 
 const MIB: u64 = 1 << 20;
 
-/// Store put/get benchmark (the scenarios of store_bench.py).
+/// Store put/get benchmark (the scenarios of `benches/store_bench.py`).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mooncake-bench store", rename_all = "snake_case", max_term_width = 100)]
 pub struct StoreFlags {

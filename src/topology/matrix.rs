@@ -1,6 +1,6 @@
 //! Mooncake's NIC priority matrix: for each memory location (`"cpu:0"`, `"cuda:1"`, …) the
 //! devices to prefer and the other usable ones, as JSON
-//! `{"cpu:0": [["mlx5_0"], ["mlx5_1"]], …}` (`../shared/spec/wire.md` §3.3).
+//! `{"cpu:0": [["mlx5_0"], ["mlx5_1"]], …}` (`docs/WIRE.md` §3.3).
 //!
 //! The same text is what `installTransport(…, args)` and `MC_CUSTOM_TOPO_JSON` give, what a
 //! segment descriptor's `priority_matrix` holds, and what Python's `get_local_topology`

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * abi_c11.c: compile-time proof that our generated headers keep Mooncake's C ABI
- * (transfer_engine_c.h of Mooncake 3b5a594 on x86_64 Linux, see /work/shared/spec/c-api.md).
+ * (transfer_engine_c.h of Mooncake 3b5a594 on x86_64 Linux; our side: docs/C-API.md).
  *
  *  1. sizeof / _Alignof / offsetof of every struct, union members included;
  *  2. the value of every constant, and that each of Mooncake's constants is a macro (programs

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * store_abi_c11.c: compile-time proof that our generated store_c.h keeps Mooncake's Store C
- * ABI (store_c.h of Mooncake 3b5a594 on LP64 Linux, see /work/shared/spec/c-api.md), and that
+ * ABI (store_c.h of Mooncake 3b5a594 on LP64 Linux; our side: docs/C-API.md), and that
  * the store additions of mooncake.h keep theirs:
  *
  *  1. sizeof / _Alignof / offsetof of struct mooncake_replicate_config (and of our

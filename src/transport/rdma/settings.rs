@@ -1,4 +1,4 @@
-//! The RDMA transport's settings: Mooncake's `MC_*` variables (`../shared/spec/env.md`) with
+//! The RDMA transport's settings: Mooncake's `MC_*` variables (`docs/ENV.md`) with
 //! Mooncake's defaults, read when the transport is installed.
 
 use std::time::Duration;
