@@ -7,11 +7,34 @@
 //! a release that breaks it must bump the major version. ci/install.sh reads the SONAME from
 //! the built library, so nothing else repeats this number.
 
+use std::path::{Path, PathBuf};
+
 fn main() {
     let abi = env!("CARGO_PKG_VERSION_MAJOR");
     // Only the cdylib: the staticlib and the binaries are not shared objects.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmooncake.so.{abi}");
+    soname_link(abi);
     // Nothing but Cargo.toml feeds the SONAME, and a new version there rebuilds and reruns this
     // script (env! is tracked); without this line any change in the package would rerun it.
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// A program linked with `-Ltarget/release -lmooncake` records the SONAME, so the loader looks
+/// for `libmooncake.so.<ABI>` at run time; cargo makes only `libmooncake.so`. The link
+/// `libmooncake.so.<ABI> -> libmooncake.so` beside it lets README.md's C instructions work
+/// without a manual step. OUT_DIR is `<target dir>/<profile>/build/<pkg>-<hash>/out`, so the
+/// profile directory is three levels up; a layout we do not recognise gets no link (ci/install.sh
+/// makes it in an installed tree either way).
+fn soname_link(abi: &str) {
+    let Some(out_dir) = std::env::var_os("OUT_DIR").map(PathBuf::from) else { return };
+    let Some(profile_dir) = out_dir.ancestors().nth(3).filter(|d| d.join("build").is_dir()) else { return };
+    let link = profile_dir.join(format!("libmooncake.so.{abi}"));
+    let target = Path::new("libmooncake.so");
+    if std::fs::read_link(&link).is_ok_and(|t| t == target) {
+        return;
+    }
+    let _ = std::fs::remove_file(&link);
+    if let Err(e) = std::os::unix::fs::symlink(target, &link) {
+        println!("cargo:warning=cannot link {} -> libmooncake.so: {e}", link.display());
+    }
 }

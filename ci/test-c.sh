@@ -211,6 +211,28 @@ if step "compile store_put_get (C11)" "$cc" -std=c11 -O2 "${warnings[@]}" -I"$in
     fi
 fi
 
+# README.md's "Using it from C", verbatim: its C function with a main added, compiled by its
+# `cc` line run from the repository root as written there, then run: the program must find
+# libmooncake by its SONAME with no link made by hand (build.rs makes it beside the library).
+readme_c_instructions() {
+    local dir=$build/readme src cmd
+    mkdir -p "$dir" || return 1
+    src=$dir/my_program.c
+    sed -n '/^## Using it from C/,/^## /p' README.md | sed -n '/^```c$/,/^```$/p' | sed '1d;$d' >"$src"
+    grep -q copy_to_peer "$src" || { echo "README.md has no C example"; return 1; }
+    printf '%s\n' 'int main(void) { return copy_to_peer("127.0.0.1:1", 0, 0, 0) == -1 ? 0 : 1; }' >>"$src"
+    cmd=$(sed -n '/^## Using it from C/,/^## /p' README.md | grep -m1 '^cc ')
+    [[ -n $cmd ]] || { echo "README.md has no cc line"; return 1; }
+    cmd=${cmd//my_program.c/$src}
+    echo "+ $cmd -o $dir/my_program"
+    eval "$cmd -o '$dir/my_program'" || return 1
+    # A peer nobody serves: the call must fail cleanly (-1), which needs the library loaded.
+    run_bounded "$dir/my_program"
+}
+if [[ $lib_dir == "$root/target/release" ]]; then
+    step "README.md's C instructions, verbatim" readme_c_instructions
+fi
+
 echo
 echo "== C tests =="
 printf '%s\n' "${summary[@]}"

@@ -3,7 +3,9 @@
 //! `cargo run --release --example demo` starts a target process (this program with `--target`)
 //! that registers 256 MiB; this process opens its segment by name ("127.0.0.1:<port>", the P2P
 //! handshake of Mooncake), writes the buffer in 1 MiB requests, reads it back, checks every byte,
-//! sends a notification, and prints what it measured.
+//! sends a notification, and prints what it measured and which transport carried the bytes:
+//! between two processes of one host that is the same-host single-copy path (`shm`) unless
+//! `MOONCAKE_SHM=off`, which leaves TCP (`tcp`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -68,6 +70,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if back != src {
         return Err("read-back differs from what was written".into());
+    }
+    for link in engine.links().iter().filter(|l| l.bytes > 0) {
+        let how = match link.transport {
+            "shm" => "the same-host single-copy path (MOONCAKE_SHM=off uses tcp)",
+            "tcp" => "TCP",
+            "rdma" => "RDMA",
+            _ => "",
+        };
+        println!("transport: {} to {}, {} MiB moved: {how}", link.transport, link.peer, link.bytes >> 20);
     }
     println!("verified: all {LEN} bytes read back equal what was written");
     drop(child.stdin.take()); // tells the target to finish

@@ -27,6 +27,9 @@ from . import _lib
 from ._lib import LIB, BufferEntry, NotifyMsg, TransferRequest, TransferStatus
 from ._managed import ManagedBuffers
 
+# A failure inside the library is logged there once, with its cause, and recorded for
+# `_lib.last_error()`; this module logs such failures again only at debug (one failure, one
+# line). It warns on its own decisions (an RDMA request served over tcp).
 log = logging.getLogger("mooncake")
 
 __all__ = [
@@ -201,7 +204,7 @@ class TransferEngine:
         # Discovery installs tcp, and rdma when this host has usable RDMA devices.
         handle = LIB.createTransferEngine(conn.encode(), local_hostname.encode(), b"", 0, 1)
         if not handle:
-            log.error("mooncake: initialize failed: %s", _lib.last_error())
+            log.debug("mooncake: initialize failed: %s", _lib.last_error())
             return -1
         self._engine = handle
         if proto == "tcp":
@@ -252,7 +255,7 @@ class TransferEngine:
         """The handshake (RPC) port; with P2PHANDSHAKE peers use ``"<host>:<port>"``."""
         buf = ctypes.create_string_buffer(256)
         if LIB.getLocalIpAndPort(self._handle(), buf, len(buf)) != 0:
-            log.error("mooncake: get_rpc_port: %s", _lib.last_error())
+            log.debug("mooncake: get_rpc_port: %s", _lib.last_error())
             return -1
         return int(buf.value.decode().rsplit(":", 1)[1])
 
@@ -272,14 +275,14 @@ class TransferEngine:
         addr, size = _uint(buffer_addr, "buffer_addr"), _uint(capacity, "capacity")
         rc = LIB.registerLocalMemory(self._handle(), addr, size, _str(location, "location").encode(), 1)
         if rc != 0:
-            log.warning("mooncake: register_memory: %s", _lib.last_error())
+            log.debug("mooncake: register_memory: %s", _lib.last_error())
         return rc
 
     def unregister_memory(self, buffer_addr: int) -> int:
         """Unregisters the region starting at ``buffer_addr``. Returns 0 or a negative code."""
         rc = LIB.unregisterLocalMemory(self._handle(), _uint(buffer_addr, "buffer_addr"))
         if rc != 0:
-            log.warning("mooncake: unregister_memory: %s", _lib.last_error())
+            log.debug("mooncake: unregister_memory: %s", _lib.last_error())
         return rc
 
     def batch_register_memory(self, buffer_addresses: List[int], capacities: List[int], location: str = "*") -> int:
@@ -293,7 +296,7 @@ class TransferEngine:
         arr = (BufferEntry * max(n, 1))(*[BufferEntry(a, c) for a, c in zip(buffer_addresses, capacities)])
         rc = LIB.registerLocalMemoryBatch(self._handle(), arr, n, _str(location, "location").encode())
         if rc != 0:
-            log.warning("mooncake: batch_register_memory: %s", _lib.last_error())
+            log.debug("mooncake: batch_register_memory: %s", _lib.last_error())
         return rc
 
     def batch_unregister_memory(self, buffer_addresses: List[int]) -> int:
@@ -303,7 +306,7 @@ class TransferEngine:
         arr = (ctypes.c_void_p * max(n, 1))(*buffer_addresses)
         rc = LIB.unregisterLocalMemoryBatch(self._handle(), arr, n)
         if rc != 0:
-            log.warning("mooncake: batch_unregister_memory: %s", _lib.last_error())
+            log.debug("mooncake: batch_unregister_memory: %s", _lib.last_error())
         return rc
 
     def allocate_managed_buffer(self, length: int) -> int:
@@ -347,7 +350,7 @@ class TransferEngine:
                 return sid
             sid = LIB.openSegment(self._handle(), target_hostname.encode())
             if sid < 0:
-                log.warning("mooncake: cannot open segment %s: %s", target_hostname, _lib.last_error())
+                log.debug("mooncake: cannot open segment %s: %s", target_hostname, _lib.last_error())
                 return None
             self._handles[target_hostname] = sid
             return sid
@@ -361,7 +364,7 @@ class TransferEngine:
         entry = BufferEntry()
         count = c_size_t(1)
         if LIB.mooncake_segment_buffers(self._handle(), sid, byref(entry), byref(count)) != 0:
-            log.warning("mooncake: get_first_buffer_address: %s", _lib.last_error())
+            log.debug("mooncake: get_first_buffer_address: %s", _lib.last_error())
             return 0
         return int(entry.addr or 0) if count.value > 0 else 0
 
@@ -371,7 +374,7 @@ class TransferEngine:
             return -1
         rc = LIB.mooncake_send_probe(self._engine, peer_server_name.encode())
         if rc != 0:
-            log.info("mooncake: probe of %s failed: %s", peer_server_name, _lib.last_error())
+            log.debug("mooncake: probe of %s failed: %s", peer_server_name, _lib.last_error())
         return rc
 
     def warmup_efa_segment(self, segment_name: str) -> int:
@@ -444,7 +447,7 @@ class TransferEngine:
         timeout_ms = (self._timeout_ns + sum(lengths)) // 10**6 + 1  # Mooncake: timeout + 1 GiB/s
         rc = LIB.mooncake_transfer_sync(self._handle(), arr, n, byref(note) if note is not None else None, timeout_ms)
         if rc != 0:
-            log.warning("mooncake: transfer to %s failed: %s", target_hostname, _lib.last_error())
+            log.debug("mooncake: transfer to %s failed: %s", target_hostname, _lib.last_error())
             return -1
         return 0
 
@@ -538,11 +541,11 @@ class TransferEngine:
         arr, n = _requests(int(opcode), sid, buffers, peer_buffer_addresses, lengths)
         batch = LIB.allocateBatchID(engine, n)
         if batch == _INVALID_BATCH:
-            log.error("mooncake: cannot allocate a batch: %s", _lib.last_error())
+            log.debug("mooncake: cannot allocate a batch: %s", _lib.last_error())
             return 0
         rc = LIB.submitTransfer(engine, batch, arr, n)
         if rc != 0:
-            log.warning("mooncake: submit to %s failed: %s", target_hostname, _lib.last_error())
+            log.debug("mooncake: submit to %s failed: %s", target_hostname, _lib.last_error())
             LIB.freeBatchID(engine, batch)
             return 0
         self._async[batch] = (time.monotonic_ns(), sum(lengths))
@@ -596,7 +599,7 @@ class TransferEngine:
             if rc == 0:
                 LIB.freeBatchID(engine, batch)
                 continue
-            log.warning("mooncake: batch %d: %s", batch, _lib.last_error())
+            log.debug("mooncake: batch %d: %s", batch, _lib.last_error())
             for b in [batch] + pending:
                 self._async.pop(b, None)
                 LIB.mooncake_release_batch(engine, b)
@@ -616,7 +619,7 @@ class TransferEngine:
         engine = self._handle()
         st = TransferStatus()
         if LIB.getTransferStatus(engine, batch_id, 0, byref(st)) != 0:
-            log.error("mooncake: transfer_check_status(%d): %s", batch_id, _lib.last_error())
+            log.debug("mooncake: transfer_check_status(%d): %s", batch_id, _lib.last_error())
             return -1
         if st.status == _STATUS_COMPLETED:
             self._async.pop(batch_id, None)

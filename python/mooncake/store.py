@@ -351,7 +351,7 @@ class MooncakeDistributedStore:
         rc = LIB.mooncake_store_setup(self._handle, host, meta, gss, lbs, _key(protocol, "protocol"),
                                       _key(rdma_devices, "rdma_devices"), _key(master_server_addr, "master_server_addr"))
         if rc != 0:
-            log.error("setup failed: %d (%s)", rc, _lib.last_error())
+            log.debug("setup failed: %d (%s)", rc, _lib.last_error())
         return rc
 
     def _setup_dict(self, config: Dict[str, Any]) -> int:
@@ -388,7 +388,7 @@ class MooncakeDistributedStore:
                                             _u64(local_buffer_size, "local_buffer_size"),
                                             _key(server_address, "server_address"))
         if rc != 0:
-            log.error("setup_dummy failed: %d (%s)", rc, _lib.last_error())
+            log.debug("setup_dummy failed: %d (%s)", rc, _lib.last_error())
         return rc
 
     def alloc_from_mem_pool(self, size: int) -> int:
@@ -407,7 +407,7 @@ class MooncakeDistributedStore:
         told (it is gone) is only logged, the client is closed all the same."""
         rc = LIB.mooncake_store_close(self._handle)
         if rc != 0:
-            log.warning("close: %d (%s); the client is closed", rc, _lib.last_error())
+            log.debug("close: %d (%s); the client is closed", rc, _lib.last_error())
         return 0
 
     def get_hostname(self) -> str:

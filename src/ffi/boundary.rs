@@ -22,10 +22,29 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
-/// Records `message` as this thread's last error and logs it once.
+/// Records `message` as this thread's last error and logs it once, as a warning.
 pub fn set_last_error(func: &str, message: &str) {
+    record_last_error(func, message, Outcome::Failure);
+}
+
+/// How a failed call is logged. Callers read some codes as answers, not faults (a missing key
+/// for a get, a lease still held for a remove): those are recorded for `mooncake_last_error()`
+/// but logged at debug, so that a default log shows only what needs a look. A failure whose
+/// cause was already logged where it happened (a transfer task's peer and error) is `Logged`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    Failure,
+    Expected,
+    Logged,
+}
+
+/// Records `message` as this thread's last error and logs it once at the level `outcome` asks.
+pub fn record_last_error(func: &str, message: &str, outcome: Outcome) {
     let text = format!("{func}: {message}");
-    tracing::warn!("{text}");
+    match outcome {
+        Outcome::Failure => tracing::warn!("{text}"),
+        Outcome::Expected | Outcome::Logged => tracing::debug!("{text}"),
+    }
     let c = CString::new(text.replace('\0', " ")).unwrap_or_default();
     LAST_ERROR.with(|slot| *slot.borrow_mut() = c);
 }

@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
 use super::batch::requests;
-use super::boundary::{FfiError, boundary, c_str, engine_ref, ffi_err, set_last_error};
+use super::boundary::{FfiError, Outcome, boundary, c_str, engine_ref, ffi_err, record_last_error, set_last_error};
 use super::codes::{MOONCAKE_ERR_TIMEOUT, MOONCAKE_ERR_TRANSFER_FAILED};
 use super::types::{batch_id_t, buffer_entry_t, notify_msg_t, segment_id_t, transfer_engine_t, transfer_request_t};
 use crate::engine::BatchOutcome;
@@ -19,7 +19,12 @@ fn outcome_code(func: &str, what: &str, outcome: BatchOutcome, timeout_ms: u64) 
     match outcome {
         BatchOutcome::Completed => 0,
         BatchOutcome::Failed => {
-            set_last_error(func, &format!("{what}: a task failed (see the log for the peer and cause)"));
+            // The transport logged the failed task's peer and cause where it happened.
+            record_last_error(
+                func,
+                &format!("{what}: a task failed (see the log for the peer and cause)"),
+                Outcome::Logged,
+            );
             MOONCAKE_ERR_TRANSFER_FAILED
         }
         BatchOutcome::TimedOut => {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::boundary::{FfiError, c_slice, c_str, set_last_error};
+use super::boundary::{FfiError, Outcome, c_slice, c_str, record_last_error, set_last_error};
 use super::store::{mooncake_replicate_config_t, mooncake_store_t};
 use crate::store::{ErrorCode, KeyBuffer, ReplicaConfig, Store, StoreError, StoreResult};
 
@@ -36,7 +36,7 @@ pub(crate) fn store_boundary<T>(func: &'static str, fail: impl Fn(i32) -> T, f: 
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
-            set_last_error(func, &format!("{} ({})", e.message, e.code));
+            record_last_error(func, &format!("{} ({})", e.message, e.code), store_outcome(e.code));
             fail(e.code())
         }
         Err(panic) => {
@@ -48,6 +48,15 @@ pub(crate) fn store_boundary<T>(func: &'static str, fail: impl Fn(i32) -> T, f: 
             set_last_error(func, &format!("internal error (please report): {what}"));
             fail(ErrorCode::InternalError.code())
         }
+    }
+}
+
+/// Codes that callers read as answers: a get or exists of a missing key, a remove of an object
+/// a reader still leases, a put of a key already stored (Mooncake's clients retry or skip).
+fn store_outcome(code: ErrorCode) -> Outcome {
+    match code {
+        ErrorCode::ObjectNotFound | ErrorCode::ObjectHasLease | ErrorCode::ObjectAlreadyExists => Outcome::Expected,
+        _ => Outcome::Failure,
     }
 }
 
