@@ -1,5 +1,5 @@
 //! The RDMA transport on real verbs: soft-RoCE devices in the QEMU guest of
-//! `../shared/tools/rdma-vm` (`ci/test-rdma.sh` boots it with two NICs and two NUMA nodes and
+//! `tools/rdma-vm` (`ci/test-rdma.sh` boots it with two NICs and two NUMA nodes and
 //! runs this binary there). On a machine without RDMA devices every test says so and returns,
 //! unless `MOONCAKE_REQUIRE_RDMA=1` (set by `ci/test-rdma.sh`), which makes that a failure.
 //!

@@ -2,9 +2,9 @@
 //! a NIC priority matrix in `installTransport`'s `args[0]`, and the location `"*"`.
 //!
 //! The multi-node test needs two NUMA nodes; it skips on a one-node host. It runs in the
-//! two-node guest of `../shared/tools/rdma-vm/`:
+//! two-node guest of `tools/rdma-vm/`:
 //! `cargo test --release --test topology --no-run`, then
-//! `rdma-vm/run.sh --numa 2 --cpus 2 target/release/deps/topology-<hash> --test-threads=1`.
+//! `tools/rdma-vm/run.sh --numa 2 --cpus 2 target/release/deps/topology-<hash> --test-threads=1`.
 
 mod support;
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drive Mooncake's Python wheel (mooncake-transfer-engine-non-cuda) as an RDMA peer.
 
-Meant for the soft-RoCE guest of shared/tools/rdma-vm; run it with the wheel venv's python,
+Meant for the soft-RoCE guest of tools/rdma-vm; run it with the wheel venv's python,
 e.g. ~/.cache/mooncake-anchor/venv/bin/python tests/rdma/wheel_peer.py serve --size 65536 --pattern 7
 
 Pattern (shared with the Rust tests): byte at absolute index i for seed S is
