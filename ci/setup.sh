@@ -14,8 +14,9 @@ for pkg_cmd in gcc:gcc g++:g++ iproute2:ip util-linux:unshare procps:ps binutils
 done
 # The wheel's engine.so links libibverbs.so.1 even for tcp.
 ldconfig -p | grep -q 'libibverbs.so.1 ' || need+=(libibverbs1)
-# The rdma feature's build: rdma-sys runs bindgen over <infiniband/verbs.h> (libclang); the
-# rxe provider for the soft-RoCE guest tests.
+# The verbs headers and libclang only for ci/check-verbs-bindings.sh (it regenerates the
+# committed verbs bindings with bindgen; the rdma feature's build needs neither); the rxe
+# provider for the soft-RoCE guest tests.
 for pkg in libibverbs-dev librdmacm-dev libclang-dev ibverbs-providers; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -167,6 +167,8 @@ pub(super) fn work_request(p: &Prepared, nsge: usize) -> ibv_send_wr {
         Opcode::Write => verbs::ibv_wr_opcode::IBV_WR_RDMA_WRITE,
     };
     wr.send_flags = verbs::ibv_send_flags::IBV_SEND_SIGNALED.0;
-    wr.wr.rdma = rdma_sys::rdma_t { remote_addr: p.work.slice.remote, rkey: p.binding.rkey };
+    // The `rdma` member of the `wr` union is the one RDMA READ and WRITE use.
+    wr.wr.rdma.remote_addr = p.work.slice.remote;
+    wr.wr.rdma.rkey = p.binding.rkey;
     wr
 }

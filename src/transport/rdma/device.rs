@@ -263,7 +263,7 @@ impl Device {
     /// Polls up to `wcs.len()` completions.
     pub fn poll(&self, wcs: &mut [ibv_wc]) -> Result<usize, String> {
         // SAFETY: live CQ; `wcs` has room for the number asked.
-        let n = unsafe { rdma_sys::ibv_poll_cq(self.cq, wcs.len() as i32, wcs.as_mut_ptr()) };
+        let n = unsafe { verbs::poll_cq(self.cq, wcs.len() as i32, wcs.as_mut_ptr()) };
         if n < 0 {
             return Err(format!("ibv_poll_cq on {} failed ({n})", self.name));
         }
@@ -273,7 +273,7 @@ impl Device {
     /// Asks for an event on the channel at the next completion.
     pub fn arm(&self) {
         // SAFETY: live CQ.
-        let rc = unsafe { rdma_sys::ibv_req_notify_cq(self.cq, 0) };
+        let rc = unsafe { verbs::req_notify_cq(self.cq, 0) };
         if rc != 0 {
             tracing::warn!(device = %self.name, "ibv_req_notify_cq failed ({rc})");
         }
@@ -300,7 +300,7 @@ impl Device {
 
     /// Waits up to `timeout_ms` for an asynchronous event; returns its type and port (for
     /// port events) after acknowledging it.
-    pub fn next_async_event(&self, timeout_ms: i32) -> Option<(verbs::ibv_event_type, i32)> {
+    pub fn next_async_event(&self, timeout_ms: i32) -> Option<(verbs::ibv_event_type::Type, i32)> {
         // SAFETY: reading the async fd of the live context.
         let fd = unsafe { (*self.ctx).async_fd };
         if !wait_readable(fd, timeout_ms) {

@@ -301,7 +301,7 @@ impl<W> Endpoint<W> {
         let mut bad: *mut verbs::ibv_send_wr = ptr::null_mut();
         // SAFETY: live QP; `chain` is a valid linked list of initialised work requests whose
         // scatter lists live at least as long as this call (the provider copies them).
-        let rc = unsafe { rdma_sys::ibv_post_send(self.qps[qp].raw, chain.as_mut_ptr(), &mut bad) };
+        let rc = unsafe { verbs::post_send(self.qps[qp].raw, chain.as_mut_ptr(), &mut bad) };
         if rc == 0 {
             return Ok(());
         }

@@ -2,21 +2,89 @@
 //!
 //! `libmooncake.so` must load and serve TCP on machines without libibverbs, so nothing here is
 //! linked: the first RDMA use `dlopen`s `libibverbs.so.1` (or `MOONCAKE_IBVERBS_LIB`) and
-//! looks up the functions below by name. The struct layouts come from `rdma-sys` (bindgen over
-//! the system's `<infiniband/verbs.h>` at build time); of `rdma-sys`'s functions only the
-//! inline ones that call through the context's `ops` table are used (`ibv_post_send`,
-//! `ibv_poll_cq`, `ibv_req_notify_cq`), which reference no library symbol. A test checks with
-//! `readelf -d` that the library has no `NEEDED` entry for libibverbs or librdmacm.
+//! looks up the functions below by name. The struct layouts come from [`bindings`]
+//! (`verbs/bindings.rs`), which bindgen generated once from `<infiniband/verbs.h>`
+//! (tools/verbs-bindgen) and which is committed, so building needs neither the verbs headers
+//! nor libclang; `ci/check-verbs-bindings.sh` checks that it still matches the headers, and
+//! bindgen's compile-time assertions pin every size and offset. The three verbs that
+//! `<infiniband/verbs.h>` defines inline, calling through the context's `ops` table
+//! (`ibv_post_send`, `ibv_poll_cq`, `ibv_req_notify_cq`), are [`post_send`], [`poll_cq`] and
+//! [`req_notify_cq`] here; they reference no library symbol. A test checks with `readelf -d`
+//! that the library has no `NEEDED` entry for libibverbs or librdmacm.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::sync::OnceLock;
 
-pub use rdma_sys::{
+// Generated code: C names, and more of the headers' types than the transport touches; kept
+// byte for byte as the generator writes it (the check diffs it), so rustfmt leaves it alone.
+#[rustfmt::skip]
+#[allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code, clippy::all)]
+#[cfg(target_arch = "x86_64")]
+#[path = "verbs/bindings.rs"]
+pub mod bindings;
+// The committed bindings assert x86_64's layouts (the pthread objects inside `ibv_cq`,
+// `ibv_qp` and `ibv_context` differ in size elsewhere): another target needs bindings of its
+// own from tools/verbs-bindgen, or a build without the `rdma` feature.
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!(
+    "the `rdma` feature's verbs bindings (src/transport/rdma/verbs/bindings.rs) are for x86_64; \
+     build with --no-default-features or generate bindings for this target with tools/verbs-bindgen"
+);
+
+pub use bindings::{
     ibv_access_flags, ibv_async_event, ibv_comp_channel, ibv_context, ibv_cq, ibv_device, ibv_device_attr,
     ibv_event_type, ibv_gid, ibv_mr, ibv_mtu, ibv_pd, ibv_port_attr, ibv_port_state, ibv_qp, ibv_qp_attr,
     ibv_qp_attr_mask, ibv_qp_init_attr, ibv_qp_state, ibv_qp_type, ibv_send_flags, ibv_send_wr, ibv_sge, ibv_wc,
-    ibv_wc_status, ibv_wr_opcode,
+    ibv_wc_opcode, ibv_wc_status, ibv_wr_opcode,
 };
+
+/// `ibv_post_send`: posts the chain `wr` on `qp` through its context's `ops` table, as the
+/// header's inline function does. Returns 0 or an errno value, with `*bad` at the first
+/// request not posted.
+///
+/// # Safety
+/// `qp` is a live queue pair of an open context, `wr` a valid chain of initialised work
+/// requests, and `bad` writable.
+#[inline]
+pub unsafe fn post_send(qp: *mut ibv_qp, wr: *mut ibv_send_wr, bad: *mut *mut ibv_send_wr) -> c_int {
+    // SAFETY: the caller guarantees `qp` is live, so its context and `ops` table are readable.
+    let op = unsafe { (*(*qp).context).ops.post_send };
+    match op {
+        // SAFETY: the provider's function, called with the caller's valid arguments.
+        Some(f) => unsafe { f(qp, wr, bad) },
+        None => {
+            // SAFETY: writable per the caller; nothing was posted.
+            unsafe { *bad = wr };
+            libc::ENOSYS
+        }
+    }
+}
+
+/// `ibv_poll_cq`: takes up to `n` completions of `cq` into `wc` through its context's `ops`
+/// table. Returns how many, or a negative value on error.
+///
+/// # Safety
+/// `cq` is a live completion queue of an open context and `wc` has room for `n` entries.
+#[inline]
+pub unsafe fn poll_cq(cq: *mut ibv_cq, n: c_int, wc: *mut ibv_wc) -> c_int {
+    // SAFETY: the caller guarantees `cq` is live, so its context and `ops` table are readable.
+    let op = unsafe { (*(*cq).context).ops.poll_cq };
+    // SAFETY: the provider's function, called with the caller's valid arguments.
+    op.map_or(-1, |f| unsafe { f(cq, n, wc) })
+}
+
+/// `ibv_req_notify_cq`: asks for an event on the completion channel at the next completion
+/// of `cq` (only solicited ones when `solicited_only` is non-zero). Returns 0 or an errno value.
+///
+/// # Safety
+/// `cq` is a live completion queue of an open context.
+#[inline]
+pub unsafe fn req_notify_cq(cq: *mut ibv_cq, solicited_only: c_int) -> c_int {
+    // SAFETY: the caller guarantees `cq` is live, so its context and `ops` table are readable.
+    let op = unsafe { (*(*cq).context).ops.req_notify_cq };
+    // SAFETY: the provider's function, called with the caller's valid arguments.
+    op.map_or(libc::ENOSYS, |f| unsafe { f(cq, solicited_only) })
+}
 
 /// The library's functions this transport calls. Signatures follow `<infiniband/verbs.h>`.
 pub struct Verbs {
@@ -45,7 +113,7 @@ pub struct Verbs {
     pub get_async_event: unsafe extern "C" fn(*mut ibv_context, *mut ibv_async_event) -> c_int,
     pub ack_async_event: unsafe extern "C" fn(*mut ibv_async_event),
     pub wc_status_str: unsafe extern "C" fn(ibv_wc_status::Type) -> *const c_char,
-    pub event_type_str: unsafe extern "C" fn(ibv_event_type) -> *const c_char,
+    pub event_type_str: unsafe extern "C" fn(ibv_event_type::Type) -> *const c_char,
 }
 
 // SAFETY: the table holds plain function pointers into a library that stays loaded for the
@@ -147,11 +215,11 @@ impl Verbs {
     }
 
     /// `ibv_event_type_str`, owned.
-    pub fn event_text(&self, event: ibv_event_type) -> String {
+    pub fn event_text(&self, event: ibv_event_type::Type) -> String {
         // SAFETY: returns a static string for any value.
         let p = unsafe { (self.event_type_str)(event) };
         if p.is_null() {
-            return format!("event {}", event as u32);
+            return format!("event {event}");
         }
         // SAFETY: a static NUL-terminated string.
         unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
@@ -221,5 +289,91 @@ mod tests {
         assert_eq!(parse_gid(&format!("{s}:00")), None);
         assert_eq!(parse_gid(&s.replace("c0", "zz")), None);
         assert_eq!(parse_gid(""), None);
+    }
+
+    /// Sizes and offsets the transport (and the fake's `ops` table) relies on, as the system's
+    /// C compiler sees `<infiniband/verbs.h>` and as the committed bindings have them. The
+    /// bindings' own assertions pin what bindgen saw; this checks the headers of the machine
+    /// that runs the tests. Skipped without the headers or a C compiler.
+    #[test]
+    fn layouts_match_the_system_headers() {
+        use std::mem::{offset_of, size_of};
+        if !std::path::Path::new("/usr/include/infiniband/verbs.h").exists() {
+            eprintln!("skipped: no /usr/include/infiniband/verbs.h");
+            return;
+        }
+        // SAFETY: plain-data struct; zero is a valid value of each field. (A value, because
+        // `offset_of!` does not reach into the `wr` union.)
+        let wr: ibv_send_wr = unsafe { std::mem::zeroed() };
+        let base = (&raw const wr) as usize;
+        // SAFETY: only the members' addresses are taken; nothing is read.
+        let (remote_addr, rkey) =
+            unsafe { ((&raw const wr.wr.rdma.remote_addr) as usize, (&raw const wr.wr.rdma.rkey) as usize) };
+        let rust: Vec<(&str, usize)> = vec![
+            ("sizeof(struct ibv_send_wr)", size_of::<ibv_send_wr>()),
+            ("offsetof(struct ibv_send_wr, next)", offset_of!(ibv_send_wr, next)),
+            ("offsetof(struct ibv_send_wr, sg_list)", offset_of!(ibv_send_wr, sg_list)),
+            ("offsetof(struct ibv_send_wr, num_sge)", offset_of!(ibv_send_wr, num_sge)),
+            ("offsetof(struct ibv_send_wr, opcode)", offset_of!(ibv_send_wr, opcode)),
+            ("offsetof(struct ibv_send_wr, send_flags)", offset_of!(ibv_send_wr, send_flags)),
+            ("offsetof(struct ibv_send_wr, wr.rdma.remote_addr)", remote_addr - base),
+            ("offsetof(struct ibv_send_wr, wr.rdma.rkey)", rkey - base),
+            ("sizeof(struct ibv_sge)", size_of::<ibv_sge>()),
+            ("sizeof(struct ibv_wc)", size_of::<ibv_wc>()),
+            ("offsetof(struct ibv_wc, status)", offset_of!(ibv_wc, status)),
+            ("offsetof(struct ibv_wc, opcode)", offset_of!(ibv_wc, opcode)),
+            ("offsetof(struct ibv_wc, byte_len)", offset_of!(ibv_wc, byte_len)),
+            ("offsetof(struct ibv_wc, qp_num)", offset_of!(ibv_wc, qp_num)),
+            ("sizeof(struct ibv_qp_attr)", size_of::<ibv_qp_attr>()),
+            ("offsetof(struct ibv_qp_attr, path_mtu)", offset_of!(ibv_qp_attr, path_mtu)),
+            ("offsetof(struct ibv_qp_attr, dest_qp_num)", offset_of!(ibv_qp_attr, dest_qp_num)),
+            ("offsetof(struct ibv_qp_attr, qp_access_flags)", offset_of!(ibv_qp_attr, qp_access_flags)),
+            ("offsetof(struct ibv_qp_attr, ah_attr)", offset_of!(ibv_qp_attr, ah_attr)),
+            ("offsetof(struct ibv_qp_attr, timeout)", offset_of!(ibv_qp_attr, timeout)),
+            ("sizeof(struct ibv_qp_init_attr)", size_of::<ibv_qp_init_attr>()),
+            ("sizeof(struct ibv_port_attr)", size_of::<ibv_port_attr>()),
+            ("sizeof(struct ibv_device_attr)", size_of::<ibv_device_attr>()),
+            ("sizeof(struct ibv_async_event)", size_of::<ibv_async_event>()),
+            ("offsetof(struct ibv_async_event, event_type)", offset_of!(ibv_async_event, event_type)),
+            ("offsetof(struct ibv_context, ops.post_send)", offset_of!(ibv_context, ops.post_send)),
+            ("offsetof(struct ibv_context, ops.poll_cq)", offset_of!(ibv_context, ops.poll_cq)),
+            ("offsetof(struct ibv_context, ops.req_notify_cq)", offset_of!(ibv_context, ops.req_notify_cq)),
+            ("offsetof(struct ibv_context, async_fd)", offset_of!(ibv_context, async_fd)),
+            ("offsetof(struct ibv_cq, channel)", offset_of!(ibv_cq, channel)),
+            ("offsetof(struct ibv_cq, cqe)", offset_of!(ibv_cq, cqe)),
+            ("offsetof(struct ibv_qp, send_cq)", offset_of!(ibv_qp, send_cq)),
+            ("offsetof(struct ibv_qp, qp_num)", offset_of!(ibv_qp, qp_num)),
+            ("offsetof(struct ibv_comp_channel, fd)", offset_of!(ibv_comp_channel, fd)),
+            ("offsetof(struct ibv_mr, lkey)", offset_of!(ibv_mr, lkey)),
+            ("offsetof(struct ibv_mr, rkey)", offset_of!(ibv_mr, rkey)),
+        ];
+        let dir = std::env::temp_dir().join(format!("mooncake-verbs-layout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c =
+            String::from("#include <stddef.h>\n#include <stdio.h>\n#include <infiniband/verbs.h>\nint main(void) {\n");
+        for (expr, _) in &rust {
+            c += &format!("    printf(\"%zu\\n\", (size_t)({expr}));\n");
+        }
+        c += "    return 0;\n}\n";
+        std::fs::write(dir.join("layout.c"), c).unwrap();
+        let exe = dir.join("layout");
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+        let built = std::process::Command::new(&cc).arg(dir.join("layout.c")).arg("-o").arg(&exe).status();
+        if !matches!(built, Ok(s) if s.success()) {
+            let _ = std::fs::remove_dir_all(&dir);
+            eprintln!("skipped: {cc} could not compile the layout probe ({built:?})");
+            return;
+        }
+        let out = std::process::Command::new(&exe).output().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let c_values: Vec<usize> = String::from_utf8(out.stdout).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(c_values.len(), rust.len());
+        let wrong: Vec<String> = rust
+            .iter()
+            .zip(&c_values)
+            .filter(|((_, r), c)| r != *c)
+            .map(|((expr, r), c)| format!("{expr}: C {c}, Rust {r}"))
+            .collect();
+        assert!(wrong.is_empty(), "the bindings disagree with <infiniband/verbs.h>: {wrong:?}");
     }
 }

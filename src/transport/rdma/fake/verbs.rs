@@ -1,6 +1,7 @@
 //! A fake libibverbs: [`FAKE_VERBS`], a [`Verbs`] table of Rust functions over in-memory
-//! devices, and the `ops` table that the inline `ibv_post_send` / `ibv_poll_cq` /
-//! `ibv_req_notify_cq` of `rdma-sys` call through (`qp->context->ops`, `cq->context->ops`).
+//! devices, and the `ops` table that `ibv_post_send` / `ibv_poll_cq` / `ibv_req_notify_cq`
+//! (`verbs::post_send`, `poll_cq`, `req_notify_cq`) call through (`qp->context->ops`,
+//! `cq->context->ops`).
 //!
 //! Every verbs object is a `#[repr(C)]` struct whose first field is the libibverbs struct the
 //! caller sees, so a pointer handed out is a pointer to the whole fake object. The fake moves
@@ -21,7 +22,7 @@ use parking_lot::Mutex;
 use crate::transport::rdma::verbs::{
     Verbs, ibv_async_event, ibv_comp_channel, ibv_context, ibv_cq, ibv_device, ibv_device_attr, ibv_event_type,
     ibv_gid, ibv_mr, ibv_mtu, ibv_pd, ibv_port_attr, ibv_port_state, ibv_qp, ibv_qp_attr, ibv_qp_attr_mask,
-    ibv_qp_init_attr, ibv_qp_state, ibv_send_flags, ibv_send_wr, ibv_wc, ibv_wc_status, ibv_wr_opcode,
+    ibv_qp_init_attr, ibv_qp_state, ibv_send_flags, ibv_send_wr, ibv_wc, ibv_wc_opcode, ibv_wc_status, ibv_wr_opcode,
 };
 
 // The data path (the `ops` table's functions) lives in a child module, which sees this
@@ -518,6 +519,6 @@ unsafe extern "C" fn wc_status_str(status: ibv_wc_status::Type) -> *const c_char
     text.as_ptr()
 }
 
-unsafe extern "C" fn event_type_str(_event: ibv_event_type) -> *const c_char {
+unsafe extern "C" fn event_type_str(_event: ibv_event_type::Type) -> *const c_char {
     c"fake device event".as_ptr()
 }

@@ -1,5 +1,5 @@
 //! The fake device's data path: the `ops` table's `post_send`, `poll_cq` and `req_notify_cq`
-//! that `rdma-sys`'s inline verbs call through.
+//! that the transport's `verbs::post_send`, `poll_cq` and `req_notify_cq` call through.
 
 use super::*;
 
@@ -31,8 +31,8 @@ pub(super) unsafe extern "C" fn post_send(qp: *mut ibv_qp, wr: *mut ibv_send_wr,
         // SAFETY: `cur` is an element of the caller's chain of initialised work requests.
         let w = unsafe { &*cur };
         let (read, opcode) = match w.opcode {
-            ibv_wr_opcode::IBV_WR_RDMA_WRITE => (false, rdma_sys::ibv_wc_opcode::IBV_WC_RDMA_WRITE),
-            ibv_wr_opcode::IBV_WR_RDMA_READ => (true, rdma_sys::ibv_wc_opcode::IBV_WC_RDMA_READ),
+            ibv_wr_opcode::IBV_WR_RDMA_WRITE => (false, ibv_wc_opcode::IBV_WC_RDMA_WRITE),
+            ibv_wr_opcode::IBV_WR_RDMA_READ => (true, ibv_wc_opcode::IBV_WC_RDMA_READ),
             _ => {
                 rc = libc::EINVAL;
                 break;
