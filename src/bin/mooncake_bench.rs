@@ -1,4 +1,4 @@
-//! `mooncake_bench`: a launcher of [`mooncake::cli::bench`], where the tool lives (the wheel's console
+//! `mooncake-bench`: a launcher of [`mooncake::cli::bench`], where the tool lives (the wheel's console
 //! script runs the same code through `mooncake_cli_main`).
 
 fn main() {
