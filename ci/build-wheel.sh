@@ -52,10 +52,14 @@ step "wheels -> $OUT"
 VERSION=$(cargo metadata --no-deps --format-version 1 | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
 API=$(cargo metadata --no-deps --format-version 1 |
   "$PY" -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["metadata"]["mooncake"]["api-version"])')
-rm -rf "$OUT" python/build python/*.egg-info
-MOONCAKE_PREBUILT_LIB=$LIB MOONCAKE_WHEEL_PLAT=$PLAT \
-  "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$OUT" ./python
-rm -rf python/build python/*.egg-info
+# From a copy of python/: setuptools writes build/ and *.egg-info next to setup.py, which must
+# not touch (or race with) a `pip install ./python` of the checkout.
+SRC=$CARGO_TARGET_DIR/python-src
+rm -rf "$OUT" "$SRC" && mkdir -p "$SRC"
+tar -C python --exclude=build --exclude='*.egg-info' --exclude=__pycache__ --exclude='_libmooncake*.so' -cf - . |
+  tar -C "$SRC" -xf -
+MOONCAKE_PREBUILT_LIB=$LIB MOONCAKE_WHEEL_PLAT=$PLAT MOONCAKE_CARGO_TOML=$ROOT/Cargo.toml \
+  "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$OUT" "$SRC"
 for name in mooncake-transfer-engine mooncake-transfer-engine-non-cuda; do
   "$PY" ci/make_wheel.py "$OUT" "$name" "$API+libmooncake.$VERSION" \
     --summary "Installed by libmooncake: Mooncake's $name $API API, served by libmooncake $VERSION" >/dev/null

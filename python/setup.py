@@ -35,7 +35,8 @@ except ImportError:  # setuptools < 70.1
     from wheel.bdist_wheel import bdist_wheel
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-CARGO_TOML = os.path.join(ROOT, "Cargo.toml")
+# ci/build-wheel.sh builds from a copy of python/ and names the manifest explicitly.
+CARGO_TOML = os.environ.get("MOONCAKE_CARGO_TOML") or os.path.join(ROOT, "Cargo.toml")
 FEATURES = ["etcd", "redis"]
 PREBUILT = os.environ.get("MOONCAKE_PREBUILT_LIB")
 #: The names of Mooncake's own wheels that ours replaces (metadata-only wheels of these names
