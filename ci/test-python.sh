@@ -30,9 +30,9 @@ for cmd in mooncake-bench transfer_engine_bench mooncake_http_metadata_server mo
   "$WORK/venv/bin/$cmd" --help >/dev/null
 done
 "$WORK/venv/bin/mooncake_master" --version >/dev/null   # gflags: --help exits 1, --version 0
-# The store tests run the installed binaries (store_bench.py finds the master the same way).
-PKG_DIR=$("$PY" -c "import mooncake, os; print(os.path.dirname(mooncake.__file__))")
-export MOONCAKE_TEST_MASTER=$PKG_DIR/mooncake_master MOONCAKE_REQUIRE_MASTER=1
+# The store tests run the installed console scripts (the package has no executables: they run
+# the tools inside the library); mooncake_client is found next to the master.
+export MOONCAKE_TEST_MASTER=$WORK/venv/bin/mooncake_master MOONCAKE_REQUIRE_MASTER=1
 
 step "pytest python/tests"
 MOONCAKE_TEST_PYTHON_OURS=$PY MOONCAKE_REQUIRE_OURS=1 \

@@ -1,23 +1,90 @@
-"""Build of the `libmooncake` Python package: the Rust crate one folder up is built with cargo
-(release, with the `etcd` and `redis` metadata backends, as Mooncake's wheel ships etcd) and
-bundled as `mooncake/_libmooncake*.so` (the library ctypes loads) and the executables behind
-the console scripts (`mooncake/mooncake_bench`, `mooncake/mooncake_http_metadata_server`,
-`mooncake/mooncake_master`, `mooncake/mooncake_client`; store_bench.py finds the master there).
+"""Build of the `libmooncake` Python package: Mooncake's Python API over `libmooncake.so`,
+loaded with ctypes (`mooncake/_libmooncake*.so`). The console scripts (`mooncake_master`,
+`mooncake_client`, `mooncake-bench`, `transfer_engine_bench`, `mooncake_http_metadata_server`)
+run the tools inside that library (`mooncake/cli.py`), so the package has no executables.
 
-etcd-client's build compiles .proto files, so it needs `protoc` and the well-known .proto
-includes. Unless PROTOC and PROTOC_INCLUDE are set, the vendored protoc of
-`tools/protoc-vendored` (the `protoc-bin-vendored` crate) is used: `pip install` needs no
-system package."""
+Two ways to build (docs/PACKAGING.md):
+
+* From source (`pip install ./python`): the Rust crate one folder up is built with cargo
+  (release, `--lib` only, features `etcd` and `redis`, as Mooncake's wheel ships etcd).
+  etcd-client's build compiles .proto files, so it needs `protoc` and the well-known .proto
+  includes; unless PROTOC and PROTOC_INCLUDE are set, the vendored protoc of
+  `tools/protoc-vendored` is used.
+* Prebuilt (`MOONCAKE_PREBUILT_LIB=path/to/libmooncake.so`, what `ci/build-wheel.sh` does):
+  no cargo; the library is packaged as is, the wheel is tagged
+  `py3-none-$MOONCAKE_WHEEL_PLAT` (default `manylinux_2_28_x86_64`), and it requires the
+  metadata-only wheels `mooncake-transfer-engine` and `mooncake-transfer-engine-non-cuda` at
+  `<MOONCAKE_API_VERSION>+libmooncake.<version>`, which replace Mooncake's own wheels of those
+  names (see docs/PACKAGING.md for why).
+
+The version is the crate's (Cargo.toml `version`); the Mooncake API level served is
+Cargo.toml's `[package.metadata.mooncake] api-version`."""
 
 import os
+import re
+import shutil
 import subprocess
 
 from setuptools import setup
-from setuptools_rust import Binding, RustExtension
+from setuptools.command.build_py import build_py
+from setuptools.dist import Distribution
+
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools < 70.1
+    from wheel.bdist_wheel import bdist_wheel
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
-CARGO_TOML = os.path.join(ROOT, "Cargo.toml")
+# ci/build-wheel.sh builds from a copy of python/ and names the manifest explicitly.
+CARGO_TOML = os.environ.get("MOONCAKE_CARGO_TOML") or os.path.join(ROOT, "Cargo.toml")
 FEATURES = ["etcd", "redis"]
+PREBUILT = os.environ.get("MOONCAKE_PREBUILT_LIB")
+#: The names of Mooncake's own wheels that ours replaces (metadata-only wheels of these names
+#: are built by ci/build-wheel.sh and required by the prebuilt wheel).
+ALIASES = ["mooncake-transfer-engine", "mooncake-transfer-engine-non-cuda"]
+
+
+def _cargo_field(section: str, key: str) -> str:
+    """`key = "value"` of `[section]` in Cargo.toml (no toml parser before Python 3.11)."""
+    with open(CARGO_TOML) as f:
+        text = f.read()
+    body = re.search(r"^\[" + re.escape(section) + r"\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    value = body and re.search(r"^" + re.escape(key) + r'\s*=\s*"([^"]+)"', body.group(1), re.M)
+    if not value:
+        raise RuntimeError(f"Cargo.toml has no [{section}] {key}")
+    return value.group(1)
+
+
+VERSION = _cargo_field("package", "version")
+API_VERSION = _cargo_field("package.metadata.mooncake", "api-version")
+
+
+class BinaryDistribution(Distribution):
+    """The package carries a native library: a platform wheel, not a pure one."""
+
+    def has_ext_modules(self):
+        return True
+
+
+class PlatformWheel(bdist_wheel):
+    """`py3-none-<platform>`: the package is pure ctypes, any Python 3 can load the library."""
+
+    def get_tag(self):
+        _, _, plat = super().get_tag()
+        if PREBUILT:
+            plat = os.environ.get("MOONCAKE_WHEEL_PLAT", "manylinux_2_28_x86_64")
+        return "py3", "none", plat
+
+
+class BuildPyWithLib(build_py):
+    """Copies the prebuilt library into the package as `_libmooncake.so`."""
+
+    def run(self):
+        super().run()
+        if PREBUILT:
+            dest = os.path.join(self.build_lib, "mooncake", "_libmooncake.so")
+            self.mkpath(os.path.dirname(dest))
+            shutil.copyfile(PREBUILT, dest)
 
 
 def _vendored_protoc() -> None:
@@ -37,9 +104,6 @@ def _vendored_protoc() -> None:
             os.environ[name] = value
 
 
-_vendored_protoc()
-
-
 def _rdma_buildable() -> bool:
     """The rdma feature (on by default) needs libibverbs' and librdmacm's headers (and libclang)
     at build time; without them, or with MOONCAKE_RDMA=0, the library is built without it."""
@@ -51,29 +115,30 @@ def _rdma_buildable() -> bool:
         return False
 
 
-# setuptools-rust passes `args` to cargo: without the headers, build without default features.
-NO_RDMA_ARGS = [] if _rdma_buildable() else ["--no-default-features"]
-if NO_RDMA_ARGS:
-    print("libmooncake: libibverbs/librdmacm headers not found; building without RDMA")
+def _rust_extensions():
+    if PREBUILT:
+        if not os.path.isfile(PREBUILT):
+            raise RuntimeError(f"MOONCAKE_PREBUILT_LIB={PREBUILT}: no such file")
+        return []
+    from setuptools_rust import Binding, RustExtension
+
+    _vendored_protoc()
+    # setuptools-rust passes `args` to cargo: without the headers, build without default features.
+    no_rdma = [] if _rdma_buildable() else ["--no-default-features"]
+    if no_rdma:
+        print("libmooncake: libibverbs/librdmacm headers not found; building without RDMA")
+    # One extension: setuptools-rust builds it with `cargo rustc --lib`, the library alone (the
+    # console scripts run the tools inside it).
+    return [RustExtension("mooncake._libmooncake", path=CARGO_TOML, binding=Binding.NoBinding,
+                          features=FEATURES, args=no_rdma)]
+
 
 setup(
-    rust_extensions=[
-        RustExtension("mooncake._libmooncake", path=CARGO_TOML, binding=Binding.NoBinding, features=FEATURES,
-                      args=NO_RDMA_ARGS),
-    ]
-    + [
-        RustExtension(
-            {script: f"mooncake.{binary}"},
-            path=CARGO_TOML,
-            binding=Binding.Exec,
-            args=["--bin", script] + NO_RDMA_ARGS,
-            features=FEATURES,
-        )
-        for script, binary in [
-            ("mooncake-bench", "mooncake_bench"),
-            ("mooncake_master", "mooncake_master"),
-            ("mooncake_client", "mooncake_client"),
-            ("mooncake_http_metadata_server", "mooncake_http_metadata_server"),
-        ]
-    ],
+    version=VERSION,
+    # Only the prebuilt wheel replaces Mooncake's distributions: its aliases exist only next to
+    # it (ci/build-wheel.sh), and a source install has none to depend on.
+    install_requires=[f"{name}=={API_VERSION}+libmooncake.{VERSION}" for name in ALIASES] if PREBUILT else [],
+    rust_extensions=_rust_extensions(),
+    distclass=BinaryDistribution,
+    cmdclass={"bdist_wheel": PlatformWheel, "build_py": BuildPyWithLib},
 )

@@ -25,6 +25,7 @@ pub mod topology;
 pub mod transport;
 
 pub mod bench;
+pub mod cli;
 
 /// The library version, `"MAJOR.MINOR.PATCH"`, as `mooncake_version()` returns it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

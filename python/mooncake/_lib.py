@@ -77,6 +77,7 @@ _PROTOTYPES = {
     "mooncake_segment_buffers": (c_int, [c_void_p, c_int32, POINTER(BufferEntry), POINTER(c_size_t)]),
     "mooncake_send_probe": (c_int, [c_void_p, c_char_p]),
     "mooncake_local_topology": (c_int, [c_void_p, c_char_p, c_char_p, c_size_t]),
+    "mooncake_cli_main": (c_int, [c_char_p, c_int, POINTER(c_char_p)]),
 }
 
 

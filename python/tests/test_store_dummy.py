@@ -3,6 +3,7 @@
 copy over `alloc_from_mem_pool` memory, queries, removal. A real client of the same master sees
 the dummy's objects. Every process is stopped by its PID."""
 import json
+import select
 import socket
 import subprocess
 import time
@@ -26,6 +27,14 @@ def wait_port(port, proc, what, timeout=20):
             assert proc.poll() is None, f"{what} exited with {proc.returncode}"
             assert time.monotonic() < deadline, f"{what} did not listen on {port}"
             time.sleep(0.05)
+
+
+def wait_ready(proc, what, timeout=30):
+    """Waits (bounded) for `proc`'s first stdout line, which must say `ready`."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"{what} printed nothing within {timeout} s"
+    line = proc.stdout.readline().decode()
+    assert " ready" in line, f"{what} exited or said {line!r} (rc={proc.poll()})"
 
 
 def stop(proc):
@@ -88,7 +97,10 @@ def test_a_dummy_client_works_through_mooncake_client():
         metadata = f"http://127.0.0.1:{http}/metadata"
         client = subprocess.Popen([client_bin, f"--master_server_address=127.0.0.1:{rpc}", "--host=127.0.0.1",
                                    f"--port={client_port}", f"--metadata_server={metadata}"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        # Its one stdout line, `mooncake_client ready: …`, comes once its socket is up (the
+        # console script starts slower than the executable did).
+        wait_ready(client, "mooncake_client")
         deadline = time.monotonic() + 20
         out = None
         while out is None or out["setup_dummy"] != 0:  # the client's socket may not be up yet

@@ -65,6 +65,7 @@ impl BenchError {
 /// status; `main` passes it to `std::process::exit`.
 pub fn main_with_args<I: IntoIterator<Item = String>>(args: I) -> i32 {
     let args: Vec<String> = args.into_iter().collect();
+    let name = args.first().cloned().unwrap_or_else(|| "mooncake-bench".into());
     if args.get(1).map(String::as_str) == Some("store") {
         return store::main(args[1..].to_vec());
     }
@@ -78,7 +79,7 @@ pub fn main_with_args<I: IntoIterator<Item = String>>(args: I) -> i32 {
     match run(&mut flags) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mooncake-bench: {e}");
+            eprintln!("{name}: {e}");
             e.exit_code()
         }
     }

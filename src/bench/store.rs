@@ -9,7 +9,9 @@
 //! HTTP metadata server) and stopped afterwards.
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -146,8 +148,25 @@ fn wait_port(port: u16) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// The executable running this bench, when `current_exe` is not it (a console script running
+/// the library inside Python): `cli::bench` sets it from `args[0]`.
+static LAUNCHER: OnceLock<PathBuf> = OnceLock::new();
+
+/// Records the path this bench was started by; owners are started the same way, and the
+/// master is looked for next to it. Only the first call counts.
+pub fn set_launcher(path: PathBuf) {
+    let _ = LAUNCHER.set(path);
+}
+
+fn launcher() -> Result<PathBuf, BenchError> {
+    match LAUNCHER.get() {
+        Some(path) => Ok(path.clone()),
+        None => std::env::current_exe().map_err(setup_error),
+    }
+}
+
 fn start_master() -> Result<(Spawned, String, String), BenchError> {
-    let exe = std::env::current_exe().map_err(setup_error)?;
+    let exe = launcher()?;
     let binary = exe.with_file_name("mooncake_master");
     let (rpc, http, metrics) = (free_port()?, free_port()?, free_port()?);
     let child = Command::new(&binary)
@@ -170,7 +189,7 @@ fn start_master() -> Result<(Spawned, String, String), BenchError> {
 }
 
 fn start_owner(flags: &StoreFlags, master: &str, metadata: &str) -> Result<Spawned, BenchError> {
-    let exe = std::env::current_exe().map_err(setup_error)?;
+    let exe = launcher()?;
     let mut child = Command::new(exe)
         .args([
             "store".to_string(),

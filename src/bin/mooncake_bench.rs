@@ -1,6 +1,6 @@
-//! `mooncake-bench`: Mooncake's `transfer_engine_bench`, rebuilt over this crate.
-//! Everything lives in `mooncake::bench`; this is its `main`.
+//! `mooncake-bench`: a launcher of [`mooncake::cli::bench`], where the tool lives (the wheel's console
+//! script runs the same code through `mooncake_cli_main`).
 
 fn main() {
-    std::process::exit(mooncake::bench::main_with_args(std::env::args()));
+    std::process::exit(mooncake::cli::bench::run(std::env::args_os().collect()));
 }

@@ -1,6 +1,6 @@
-//! `mooncake_client`: the standalone store client (owns a segment, serves dummy clients).
-//! Everything lives in `mooncake::store::standalone`; this is its `main`.
+//! `mooncake_client`: a launcher of [`mooncake::cli::client`], where the tool lives (the wheel's console
+//! script runs the same code through `mooncake_cli_main`).
 
 fn main() {
-    std::process::exit(mooncake::store::standalone::main_with_args(std::env::args().collect()));
+    std::process::exit(mooncake::cli::client::run(std::env::args_os().collect()));
 }

@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod boundary;
+pub mod cli;
 pub mod codes;
 pub mod engine;
 pub mod extras;

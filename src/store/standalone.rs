@@ -63,6 +63,7 @@ const BOOL_FLAGS: &[&str] = &["enable_offload", "start_offload_rpc_server", "ena
 
 /// Runs `mooncake_client` with a command line; the exit status.
 pub fn main_with_args(args: Vec<String>) -> i32 {
+    let name = args.first().cloned().unwrap_or_else(|| "mooncake_client".into());
     let flags = match ClientFlags::try_parse_from(crate::gflags::normalize(args, BOOL_FLAGS)) {
         Ok(f) => f,
         Err(e) => {
@@ -71,17 +72,17 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
         }
     };
     crate::logging::init();
-    match run(&flags) {
+    match run(&name, &flags) {
         Ok(()) => 0,
         Err(e) => {
-            tracing::error!("mooncake_client: {e}");
-            eprintln!("mooncake_client: {e}");
+            tracing::error!("{name}: {e}");
+            eprintln!("{name}: {e}");
             1
         }
     }
 }
 
-fn run(flags: &ClientFlags) -> Result<(), String> {
+fn run(name: &str, flags: &ClientFlags) -> Result<(), String> {
     let size = |name: &str, v: &str| parse_size(v).ok_or_else(|| format!("--{name}={v:?} is not a size"));
     for (name, on) in [("enable_offload", flags.enable_offload), ("enable_http_server", flags.enable_http_server)] {
         if on {
@@ -101,7 +102,14 @@ fn run(flags: &ClientFlags) -> Result<(), String> {
     let server = DummyServer::start(real, flags.port)
         .map_err(|e| format!("cannot serve dummy clients on port {}: {e}", flags.port))?;
     tracing::info!(hostname = %store.hostname(), port = flags.port, "mooncake_client ready");
-    println!("mooncake_client ready: {} (dummy clients: port {})", store.hostname(), flags.port);
+    // The one line saying where it listens (tests wait for `… ready`): the segment's name, and
+    // the abstract unix socket dummy clients of this host connect to.
+    println!(
+        "{name} ready: segment {}; listening for dummy clients on @{} (port {})",
+        store.hostname(),
+        server.socket_name(),
+        flags.port
+    );
     let mut signals = signals;
     let _ = signals.forever().next();
     tracing::info!("mooncake_client stopping");

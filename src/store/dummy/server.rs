@@ -29,6 +29,11 @@ pub struct DummyServer {
 }
 
 impl DummyServer {
+    /// The abstract unix socket name it listens on (without the leading NUL).
+    pub fn socket_name(&self) -> &str {
+        &self.name
+    }
+
     /// Listens for dummies of the `mooncake_client` serving `port`.
     pub fn start(store: Arc<RealClient>, port: u16) -> io::Result<DummyServer> {
         let name = socket_name(port);
