@@ -252,6 +252,17 @@
 #define MOONCAKE_STORE_NOT_SUPPORTED (-1012)
 
 /**
+ * The status returned when the call itself is refused (unknown tool, bad `argv`): a usage
+ * error, as the tools return for a bad command line.
+ */
+#define CLI_BAD_CALL 2
+
+/**
+ * The status returned when a tool panicked (`EX_SOFTWARE`).
+ */
+#define CLI_INTERNAL_ERROR 70
+
+/**
  * A value read by `mooncake_store_get_buffer`: owned by the caller, freed with
  * `mooncake_store_buffer_free`. Opaque; read it with `mooncake_store_buffer_data` and
  * `mooncake_store_buffer_size`.
@@ -575,6 +586,20 @@ int mooncake_store_setup_dummy(mooncake_store_t store,
  * `addr_out` must be NULL or writable.
  */
 int mooncake_store_alloc_from_mem_pool(mooncake_store_t store, uint64_t size, uint64_t *addr_out);
+
+/**
+ * Runs the tool `tool` (`mooncake_master`, `mooncake_client`, `mooncake-bench` (also
+ * `mooncake_bench`, `transfer_engine_bench`) or `mooncake_http_metadata_server`) with the
+ * command line `argv[0..argc]` (`argv[0]`: the name it was run as, which the tool names itself
+ * by) and returns its exit status. A server runs until SIGINT or SIGTERM. Returns 2 when `tool`
+ * is unknown or an argument is invalid, 70 when the tool failed internally (a panic); the
+ * reason is printed on stderr and kept for `mooncake_last_error()`.
+ *
+ * # Safety
+ * `tool` must be NULL or a NUL-terminated string; `argv` must be NULL or point to `argc`
+ * pointers, each NULL or a NUL-terminated string, all readable during the call.
+ */
+int mooncake_cli_main(const char *tool, int argc, const char *const *argv);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -104,33 +104,18 @@ def _vendored_protoc() -> None:
             os.environ[name] = value
 
 
-def _rdma_buildable() -> bool:
-    """The rdma feature (on by default) needs libibverbs' and librdmacm's headers (and libclang)
-    at build time; without them, or with MOONCAKE_RDMA=0, the library is built without it."""
-    if os.environ.get("MOONCAKE_RDMA") == "0":
-        return False
-    try:
-        return subprocess.run(["pkg-config", "--exists", "libibverbs", "librdmacm"]).returncode == 0
-    except FileNotFoundError:
-        return False
-
-
 def _rust_extensions():
     if PREBUILT:
         if not os.path.isfile(PREBUILT):
             raise RuntimeError(f"MOONCAKE_PREBUILT_LIB={PREBUILT}: no such file")
         return []
-    from setuptools_rust import Binding, RustExtension
+    from setuptools_rust import Binding, RustExtension, Strip
 
     _vendored_protoc()
-    # setuptools-rust passes `args` to cargo: without the headers, build without default features.
-    no_rdma = [] if _rdma_buildable() else ["--no-default-features"]
-    if no_rdma:
-        print("libmooncake: libibverbs/librdmacm headers not found; building without RDMA")
     # One extension: setuptools-rust builds it with `cargo rustc --lib`, the library alone (the
     # console scripts run the tools inside it).
     return [RustExtension("mooncake._libmooncake", path=CARGO_TOML, binding=Binding.NoBinding,
-                          features=FEATURES, args=no_rdma)]
+                          features=FEATURES, strip=Strip.All)]
 
 
 setup(

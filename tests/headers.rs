@@ -105,7 +105,7 @@ fn expected() -> Vec<(&'static str, String)> {
         ),
     );
     let mc = generate(
-        &["src/ffi/codes.rs", "src/ffi/mooncake.rs", "src/ffi/extras.rs", "src/ffi/store_extras.rs"],
+        &["src/ffi/codes.rs", "src/ffi/mooncake.rs", "src/ffi/extras.rs", "src/ffi/store_extras.rs", "src/ffi/cli.rs"],
         config(
             "MOONCAKE_H",
             &["transfer_engine_c.h", "store_c.h"],
