@@ -48,6 +48,16 @@ if [ "$(printf '%s\n' "GLIBC_$GLIBC" "$newest" | sort -V | tail -1)" != "GLIBC_$
   echo "FAIL: the library needs $newest, newer than GLIBC_$GLIBC"; exit 1
 fi
 
+step "a panic unwinds to catch_unwind in a zig-linked library (tools/unwind-probe)"
+# The FFI boundary turns panics into error codes; with zig's linker and unwinder that must hold
+# as it does in a plain cargo build, or a panic would abort the caller's process.
+( cd tools/unwind-probe && CARGO_TARGET_DIR=$ROOT/target/wheel/unwind-probe \
+    nice -n 10 cargo zigbuild --release --target "$TARGET.$GLIBC" )
+"$PY" -c 'import ctypes, sys; sys.exit(0 if ctypes.CDLL(sys.argv[1]).mooncake_unwind_probe() == 1 else 1)' \
+  "$ROOT/target/wheel/unwind-probe/$TARGET/release/libunwind_probe.so" ||
+  { echo "FAIL: a panic did not unwind in the zig-linked library"; exit 1; }
+echo "a panic unwound and was caught"
+
 step "wheels -> $OUT"
 VERSION=$(cargo metadata --no-deps --format-version 1 | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
 API=$(cargo metadata --no-deps --format-version 1 |

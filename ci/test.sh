@@ -44,6 +44,10 @@ else
   echo "not root: building with the headers visible"
   cargo build --release --lib --bins --examples
 fi
+step "README.md's first command, verbatim"
+cmd=$(sed -n '/^```sh$/,/^```$/p' README.md | sed -n 2p | sed 's/ *#.*//')
+[ "$cmd" = "cargo run --release --example demo" ] || { echo "FAIL: README.md's first command is now: $cmd"; exit 1; }
+timeout 300 $cmd
 step "committed verbs bindings = bindgen over this machine's headers"
 MOONCAKE_REQUIRE_VERBS_HEADERS=1 bash ci/check-verbs-bindings.sh
 
