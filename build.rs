@@ -14,9 +14,26 @@ fn main() {
     // Only the cdylib: the staticlib and the binaries are not shared objects.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmooncake.so.{abi}");
     soname_link(abi);
+    rdma_cfg();
     // Nothing but Cargo.toml feeds the SONAME, and a new version there rebuilds and reruns this
     // script (env! is tracked); without this line any change in the package would rerun it.
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// `cfg(rdma_transport)`: the RDMA transport is compiled in when the `rdma` feature is on (the
+/// default) and the target has committed verbs bindings (src/transport/rdma/verbs/bindings.rs,
+/// generated for x86_64: the pthread objects inside `ibv_cq`, `ibv_qp` and `ibv_context` have
+/// other sizes elsewhere). On another target the default build still works, without RDMA, and
+/// says so once; tools/verbs-bindgen makes bindings for it.
+fn rdma_cfg() {
+    println!("cargo::rustc-check-cfg=cfg(rdma_transport)");
+    let wanted = std::env::var_os("CARGO_FEATURE_RDMA").is_some();
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if wanted && arch == "x86_64" {
+        println!("cargo:rustc-cfg=rdma_transport");
+    } else if wanted {
+        println!("cargo:warning=no verbs bindings for {arch}: building without the RDMA transport");
+    }
 }
 
 /// A program linked with `-Ltarget/release -lmooncake` records the SONAME, so the loader looks

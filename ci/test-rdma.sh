@@ -23,6 +23,10 @@ cargo build --release --lib
 bin=$(cargo test --release --test rdma_guest --no-run --message-format=json 2>/dev/null \
   | grep '"name":"rdma_guest"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 [ -x "$bin" ] || { echo "ci/test-rdma.sh: no rdma_guest test binary"; exit 1; }
+# The tests exist only where the RDMA transport is compiled in (cfg rdma_transport, build.rs):
+# an empty binary would pass in the guest without testing anything.
+n=$("$bin" --list 2>/dev/null | grep -c ': test$' || true)
+[ "$n" -gt 1 ] || { echo "ci/test-rdma.sh: $bin has no tests (is the RDMA transport compiled in?)"; exit 1; }
 echo "ci/test-rdma.sh: $bin in the guest"
 # A short rail pause lets the failover test see a NIC come back within seconds.
 MC_RDMA_RAIL_PAUSE_SECONDS=1 MOONCAKE_REQUIRE_RDMA=1 RUST_LOG=${RUST_LOG:-mooncake=warn} \

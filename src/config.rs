@@ -143,11 +143,11 @@ impl Config {
     /// Logs, once per engine, the variables that name features this build does not have.
     pub fn log_ignored_variables(&self) {
         const ABSENT: &[&str] = &[
-            #[cfg(not(feature = "rdma"))]
+            #[cfg(not(rdma_transport))]
             "MC_FORCE_HCA",
-            #[cfg(not(feature = "rdma"))]
+            #[cfg(not(rdma_transport))]
             "MC_GID_INDEX",
-            #[cfg(not(feature = "rdma"))]
+            #[cfg(not(rdma_transport))]
             "MC_SLICE_SIZE",
             "MC_SLICE_TIMEOUT",
             "MC_RDMA_BIND_ADDRESS",

@@ -8,7 +8,7 @@
 //! commands on stdin. The same-host path is off (`MOONCAKE_SHM=off`), so bytes move over RDMA.
 //! One test takes Mooncake's wheel as the peer instead (`tests/rdma/wheel_peer.py` in the venv
 //! of `ci/setup-wheel.sh`; skipped without it unless `MOONCAKE_REQUIRE_WHEEL=1`).
-#![cfg(feature = "rdma")]
+#![cfg(rdma_transport)]
 
 mod support;
 

@@ -1,7 +1,7 @@
 //! What Mooncake's wheel (0.3.13.post1) put on the wire in the soft-RoCE guest, captured by
 //! `tests/rdma/capture_handshake.py` into `tests/data/wheel_rdma_*.json`: our decoders read its
 //! rdma descriptor and its type-0 connection frames as Mooncake means them.
-#![cfg(feature = "rdma")]
+#![cfg(rdma_transport)]
 
 use mooncake::metadata::SegmentDescriptor;
 use mooncake::transport::rdma::RdmaPeer;

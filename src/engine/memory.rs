@@ -57,10 +57,10 @@ impl TransferEngine {
         }
         let region = resolve(Region::new(addr, len, location, remote_accessible));
         let resolved = region.resolved_location.clone();
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         let rdma_args = super::rdma::region_args(std::slice::from_ref(&region));
         self.shared.regions.insert_all(vec![region]).map_err(region_error)?;
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         if let Err(e) = self.shared.rdma_register(&rdma_args) {
             let _ = self.shared.regions.remove(addr);
             return Err(e);
@@ -79,10 +79,10 @@ impl TransferEngine {
             return Err(Error::invalid(format!("entry {i}: addr is NULL")));
         }
         let regions: Vec<Region> = entries.iter().map(|&(a, l)| resolve(Region::new(a, l, location, true))).collect();
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         let rdma_args = super::rdma::region_args(&regions);
         self.shared.regions.insert_all(regions).map_err(region_error)?;
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         if let Err(e) = self.shared.rdma_register(&rdma_args) {
             let addrs: Vec<u64> = entries.iter().map(|&(a, _)| a).collect();
             let _ = self.shared.regions.remove_all(&addrs);
@@ -103,7 +103,7 @@ impl TransferEngine {
     /// has ended; from then on no peer can touch it.
     pub fn unregister_memory(&self, addr: u64) -> Result<()> {
         self.shared.regions.remove(addr).map_err(region_error)?;
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         self.shared.rdma_unregister(&[addr]);
         self.shared.sync_same_host(true);
         self.shared.publish();
@@ -113,7 +113,7 @@ impl TransferEngine {
     /// Unregisters several regions: all of them, or none when one is not registered.
     pub fn unregister_memory_batch(&self, addrs: &[u64]) -> Result<()> {
         self.shared.regions.remove_all(addrs).map_err(region_error)?;
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         self.shared.rdma_unregister(addrs);
         self.shared.sync_same_host(true);
         self.shared.publish();

@@ -18,7 +18,7 @@ mod identity;
 mod memory;
 pub mod notify;
 mod publisher;
-#[cfg(feature = "rdma")]
+#[cfg(rdma_transport)]
 mod rdma;
 pub mod regions;
 pub mod segments;
@@ -52,9 +52,9 @@ use segments::SegmentCache;
 
 /// Mooncake's transport names that this build knows but does not have: installing one is
 /// `ERR_NOT_IMPLEMENTED`, uninstalling one is a no-op, any other name is an invalid argument.
-#[cfg(feature = "rdma")]
+#[cfg(rdma_transport)]
 const UNAVAILABLE_TRANSPORTS: &[&str] = &["nvmeof", "efa", "nvlink", "cxl", "barex", "hip", "ascend"];
-#[cfg(not(feature = "rdma"))]
+#[cfg(not(rdma_transport))]
 const UNAVAILABLE_TRANSPORTS: &[&str] = &["rdma", "nvmeof", "efa", "nvlink", "cxl", "barex", "hip", "ascend"];
 
 /// Arguments of `createTransferEngine`.
@@ -108,7 +108,7 @@ pub(crate) struct EngineShared {
     metadata: Arc<dyn MetadataStore>,
     local: Arc<LocalTransport>,
     tcp: RwLock<Option<Arc<TcpTransport>>>,
-    #[cfg(feature = "rdma")]
+    #[cfg(rdma_transport)]
     rdma: RwLock<Option<Arc<crate::transport::rdma::RdmaTransport>>>,
     /// Same-host copies to peers that offer them (initiator side).
     shm: Arc<crate::transport::shm::ShmTransport>,
@@ -178,7 +178,7 @@ impl TransferEngine {
             segments,
             metadata,
             tcp: RwLock::new(None),
-            #[cfg(feature = "rdma")]
+            #[cfg(rdma_transport)]
             rdma: RwLock::new(None),
             shm: Arc::new(crate::transport::shm::ShmTransport::new()),
             shm_export: (config.same_host != crate::config::SameHost::Off)
@@ -216,7 +216,7 @@ impl TransferEngine {
         if opts.auto_discover || engine.shared.config.force_tcp {
             engine.install_transport("tcp")?;
         }
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         if opts.auto_discover && !engine.shared.config.force_tcp {
             engine.auto_install_rdma();
         }
@@ -269,7 +269,7 @@ impl TransferEngine {
                 self.shared.publish();
                 Ok(id)
             }
-            #[cfg(feature = "rdma")]
+            #[cfg(rdma_transport)]
             "rdma" => self.shared.install_rdma(),
             p if UNAVAILABLE_TRANSPORTS.contains(&p) => Err(Error::new(
                 Code::NotImplemented,
@@ -290,7 +290,7 @@ impl TransferEngine {
                 }
                 Ok(())
             }
-            #[cfg(feature = "rdma")]
+            #[cfg(rdma_transport)]
             "rdma" => {
                 self.shared.uninstall_rdma();
                 Ok(())
@@ -306,7 +306,7 @@ impl TransferEngine {
         if self.shared.tcp.read().is_some() {
             v.push("tcp");
         }
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         if self.shared.rdma.read().is_some() {
             v.push("rdma");
         }
@@ -351,7 +351,7 @@ impl TransferEngine {
     pub fn links(&self) -> Vec<LinkInfo> {
         let mut links = self.shared.tcp.read().as_ref().map(|t| t.links()).unwrap_or_default();
         links.extend(self.shared.shm.links());
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         if let Some(t) = self.shared.rdma.read().as_ref() {
             links.extend(crate::transport::Transport::links(&**t));
         }
@@ -382,21 +382,21 @@ impl TransferEngine {
 
     /// `(device, bytes in flight, bandwidth in bits/s)` per RDMA device (none without rdma).
     pub fn nic_load(&self) -> Vec<(String, u64, f64)> {
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         return self.shared.rdma_nic_load();
-        #[cfg(not(feature = "rdma"))]
+        #[cfg(not(rdma_transport))]
         Vec::new()
     }
 
     /// The rdma transport, when installed (tests and diagnostics).
-    #[cfg(feature = "rdma")]
+    #[cfg(rdma_transport)]
     pub fn rdma(&self) -> Option<Arc<crate::transport::rdma::RdmaTransport>> {
         self.shared.rdma.read().clone()
     }
 
     /// Installs rdma when discovery found a usable device and libibverbs loads; a failure is
     /// logged and the engine goes on with tcp (Mooncake falls back the same way).
-    #[cfg(feature = "rdma")]
+    #[cfg(rdma_transport)]
     fn auto_install_rdma(&self) {
         let wanted =
             !self.shared.topology.read().matrix.devices().is_empty() || std::env::var_os("MC_FORCE_HCA").is_some();
@@ -469,7 +469,7 @@ impl EngineShared {
             devices: Vec::new(),
             priority_matrix: None,
         };
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         self.apply_rdma_descriptor(&mut d);
         d
     }
@@ -534,7 +534,7 @@ impl EngineShared {
         if let Some(tcp) = self.tcp.write().take() {
             tcp.shutdown();
         }
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         if let Some(rdma) = self.rdma.write().take() {
             crate::transport::Transport::shutdown(&*rdma);
         }
@@ -565,7 +565,7 @@ impl HandshakeService for EngineShared {
         self.inbox.push(name, msg);
     }
 
-    #[cfg(feature = "rdma")]
+    #[cfg(rdma_transport)]
     fn connection_reply(&self, request: &Value) -> Value {
         self.rdma_connection_reply(request)
     }

@@ -24,7 +24,7 @@ pub struct SegmentEntry {
     /// The metadata service reported a change: refetch before the next transfer.
     pub stale: std::sync::atomic::AtomicBool,
     /// Its RDMA view (devices, keys, matrix), built at its first RDMA transfer.
-    #[cfg(feature = "rdma")]
+    #[cfg(rdma_transport)]
     pub rdma: std::sync::OnceLock<std::result::Result<Arc<crate::transport::rdma::RdmaPeer>, String>>,
 }
 
@@ -73,7 +73,7 @@ impl SegmentCache {
             descriptor,
             rpc,
             stale: Default::default(),
-            #[cfg(feature = "rdma")]
+            #[cfg(rdma_transport)]
             rdma: Default::default(),
         };
         m.by_id.insert(id, Arc::new(entry));

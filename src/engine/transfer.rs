@@ -306,7 +306,7 @@ impl EngineShared {
         if let Some(plan) = self.plan_same_host(&segment.name, d, r.length)? {
             return Ok(plan);
         }
-        #[cfg(feature = "rdma")]
+        #[cfg(rdma_transport)]
         if let Some((route, rdma)) = self.plan_rdma(&segment)? {
             let transport: Arc<dyn Transport> = rdma;
             return Ok(Plan { route, slice_size: transport.slice_size(), transport, length: r.length });

@@ -14,7 +14,7 @@ pub mod local;
 pub mod log_limit;
 pub(crate) mod mapping;
 pub mod memory;
-#[cfg(feature = "rdma")]
+#[cfg(rdma_transport)]
 pub mod rdma;
 pub mod shm;
 pub mod tcp;
@@ -70,7 +70,7 @@ pub enum Route {
     /// Another process on this host that offered the same-host path.
     Shm(shm::ShmRoute),
     /// A segment that publishes RDMA devices and keys.
-    #[cfg(feature = "rdma")]
+    #[cfg(rdma_transport)]
     Rdma(rdma::RdmaRoute),
 }
 
