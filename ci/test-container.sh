@@ -19,22 +19,10 @@
 # the system's /var/lib/containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
-wheel_dir=${1:-${MOONCAKE_WHEEL_DIR:-dist}}
-roots=${MOONCAKE_ROOTS:-/var/tmp/mooncake-roots}
+source ci/wheel-tests-common.sh
 state=${MOONCAKE_BUILDAH_ROOT:-/var/tmp/mooncake-containers}
 image=${MOONCAKE_IMAGE:-libmooncake:test}
 base=docker.io/library/debian:bookworm-slim
-start=$(date +%s)
-step() { printf '\n--- %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
-
-shopt -s nullglob
-wheels=("$wheel_dir"/*.whl)
-shopt -u nullglob
-if [ "${#wheels[@]}" = 0 ]; then
-  echo "$0: no wheels in $wheel_dir (bash ci/build-wheel.sh makes them)" >&2
-  exit 1
-fi
 
 if ! command -v buildah >/dev/null 2>&1; then
   step "apt-get install buildah"

@@ -15,20 +15,8 @@
 # (removed on exit), and proc and dev are mounted only during the run (unmounted by the trap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
-wheel_dir=${1:-${MOONCAKE_WHEEL_DIR:-dist}}
-roots=${MOONCAKE_ROOTS:-/var/tmp/mooncake-roots}
+source ci/wheel-tests-common.sh
 root=$roots/bullseye
-start=$(date +%s)
-step() { printf '\n--- %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
-
-shopt -s nullglob
-wheels=("$wheel_dir"/*.whl)
-shopt -u nullglob
-if [ "${#wheels[@]}" = 0 ]; then
-  echo "$0: no wheels in $wheel_dir (bash ci/build-wheel.sh makes them)" >&2
-  exit 1
-fi
 
 step "bullseye root with python3 and python3-venv"
 bash ci/debootstrap.sh bullseye "$root" python3 python3-venv
