@@ -1,12 +1,13 @@
 //! The Transfer Engine: local regions, open segments, batches, notifications.
 //!
 //! A [`TransferEngine`] owns one handshake server (its RPC port), the transports it installed
-//! (local always; tcp on request or by auto-discovery) and the metadata store its connection
-//! string selected. Every method is safe to call from any thread.
+//! (local always; tcp and, where the build has it and a device opens, rdma: on request or by
+//! auto-discovery) and the metadata store its connection string selected (P2P handshake, HTTP,
+//! etcd, redis). Every method is safe to call from any thread.
 //!
 //! Where a request goes: [`TransferEngine::submit`] validates the batch's entries, picks a
 //! [`Route`] per entry from the target segment's descriptor (own segment → local memcpy, else
-//! tcp), cuts each entry into slices of the transport's slice size, reserves the tasks in the
+//! same-host copy, rdma or tcp), cuts each entry into slices of the transport's slice size, reserves the tasks in the
 //! [`batch::Batch`] and hands the slices to the transport; transports report each slice back to
 //! the batch, which counts it into its task's status.
 
@@ -68,8 +69,8 @@ pub struct EngineOptions {
     pub ip_or_host_name: String,
     /// Ignored in P2P mode, as in Mooncake.
     pub rpc_port: u64,
-    /// Discover the topology (`src/topology/`) and install the transports it allows (tcp:
-    /// this build has no RDMA transport).
+    /// Discover the topology (`src/topology/`) and install the transports it allows: tcp,
+    /// and rdma where the build has it and a device opens (`MC_FORCE_TCP` keeps tcp only).
     pub auto_discover: bool,
 }
 
