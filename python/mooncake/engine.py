@@ -21,7 +21,10 @@ import os
 import threading
 import time
 from ctypes import byref, c_int, c_size_t
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
 from . import _lib
 from ._lib import LIB, BufferEntry, NotifyMsg, TransferRequest, TransferStatus
@@ -158,7 +161,10 @@ def _requests(opcode: int, segment: int, buffers: Sequence[int], peers: Sequence
 class TransferEngine:
     """One Transfer Engine. Create it, then :meth:`initialize` it."""
 
-    TransferOpcode = TransferOpcode
+    if TYPE_CHECKING:  # the same, as a type (methods below annotate with it)
+        TransferOpcode: TypeAlias = TransferOpcode
+    else:
+        TransferOpcode = TransferOpcode
 
     def __init__(self) -> None:
         self._engine: Optional[int] = None
@@ -290,7 +296,8 @@ class TransferEngine:
         buffer_addresses = _uints(buffer_addresses, "buffer_addresses")
         capacities = _uints(capacities, "capacities")
         if len(buffer_addresses) != len(capacities):
-            log.error("mooncake: batch_register_memory: %d addresses but %d capacities", len(buffer_addresses), len(capacities))
+            log.error("mooncake: batch_register_memory: %d addresses but %d capacities",
+                      len(buffer_addresses), len(capacities))
             return -1
         n = len(buffer_addresses)
         arr = (BufferEntry * max(n, 1))(*[BufferEntry(a, c) for a, c in zip(buffer_addresses, capacities)])
@@ -410,7 +417,8 @@ class TransferEngine:
         if arr and size.value > 0:
             for i in range(size.value):
                 m = arr[i]
-                out.append(TransferNotify((m.name or b"").decode(errors="replace"), (m.msg or b"").decode(errors="replace")))
+                out.append(TransferNotify((m.name or b"").decode(errors="replace"),
+                                          (m.msg or b"").decode(errors="replace")))
             LIB.freeNotifsMsgBuf(arr, size.value)
         return out
 

@@ -20,10 +20,14 @@ restype and for every field of every Structure; every repeated constant equals t
 | `c_size_t` | `size_t`, `uint64_t` (both unsigned 64-bit here) |
 | `c_double` | `double` |
 | `c_char_p` | `char *`, `const char *` |
-| `c_void_p` | any pointer: opaque handles (`transfer_engine_t`, `mooncake_store_t`, `mooncake_store_buffer_t *`), `void *`, and wherever the package deliberately passes an address as an integer |
+| `c_void_p` | any pointer (deliberate, see below) |
 | `POINTER(T)` | `U *` with `T` compatible with `U` (`POINTER(c_void_p)` = `void **`, `T **`) |
 | a `Structure` subclass | the `struct` named in `STRUCTS`, whose fields are checked the same way |
 | `None` (restype) | `void` |
+
+`c_void_p` stands for any pointer where the package means it: opaque handles (`transfer_engine_t`,
+`mooncake_store_t`, `mooncake_store_buffer_t *`), `void *` and `void **`, and addresses the package
+holds as Python integers.
 
 Deliberate exceptions are listed, with the reason, in `EXCEPTIONS`; one that no longer applies
 fails too. The unit tests at the end feed the checker mismatching declarations to show that it
@@ -78,8 +82,8 @@ def ptr(t):
 
 #: (function, argument index or "return") -> (ctypes type, C type, why it is deliberate).
 EXCEPTIONS = {
-    ("mooncake_store_put_ex", 2): (ptr(CHAR), ptr(VOID),
-                                   "`const void *value` as c_char_p: a bytes object is passed by address, without a copy"),
+    ("mooncake_store_put_ex", 2): (
+        ptr(CHAR), ptr(VOID), "`const void *value` as c_char_p: a bytes object is passed by address, without a copy"),
 }
 
 # LP64 Linux (the only platform the package supports).
@@ -279,7 +283,8 @@ class Package:
             if node.id in m.relative and m.relative[node.id][0] in self.modules:
                 other, name = m.relative[node.id]
                 return self.ctype(ast.Name(id=name, ctx=ast.Load()), other)
-        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("POINTER", "ctypes.POINTER") and len(node.args) == 1:
+        func = ast.unparse(node.func) if isinstance(node, ast.Call) else None
+        if func in ("POINTER", "ctypes.POINTER") and len(node.args) == 1:
             if ast.unparse(node.func) == "POINTER" and m.ctypes_names.get("POINTER") != "POINTER":
                 raise ValueError(f"{mod}: POINTER is not ctypes.POINTER")
             return ptr(self.ctype(node.args[0], mod))
@@ -446,7 +451,8 @@ def test_the_parser_reads_every_header_declaration():
     assert h.resolve(h.functions["openSegment"][0]) == _int(32, True)
     assert [h.resolve(p) for p in h.functions["mooncake_cli_main"][1]] == [ptr(CHAR), _int(32, True), ptr(ptr(CHAR))]
     assert h.defines["INVALID_BATCH"] == (1 << 64) - 1 and h.defines["ERR_INVALID_ARGUMENT"] == -1
-    assert [f for _, f, _ in h.structs["transfer_request"]] == ["opcode", "source", "target_id", "target_offset", "length"]
+    fields = [f for _, f, _ in h.structs["transfer_request"]]
+    assert fields == ["opcode", "source", "target_id", "target_offset", "length"]
 
 
 # The checker fails on each kind of mismatch: one header, one module, one change at a time.
