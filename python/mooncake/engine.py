@@ -50,7 +50,8 @@ __all__ = [
     "SUPPORT_INTRA_NVLINK",
 ]
 
-#: This build moves host memory over TCP only.
+#: This build moves host memory, over tcp and rdma (libibverbs loaded at run time); no GPU
+#: memory, no EFA, HIP, MNNVL, MUSA or NVLink transports.
 SUPPORT_CUDA = False
 SUPPORT_EFA = False
 SUPPORT_HIP = False
@@ -179,7 +180,10 @@ class TransferEngine:
 
     def initialize(self, local_hostname: str, metadata_server: str, protocol: str, device_name: str) -> int:
         """Starts the engine: ``metadata_server`` ``"P2PHANDSHAKE"`` needs no server (peers
-        address this engine as ``"<host>:<get_rpc_port()>"``); ``protocol`` ``"tcp"``, or
+        address this engine as ``"<host>:<get_rpc_port()>"``); ``"http://host:port/path"``,
+        ``"etcd://host:port"`` (or a bare ``"host:port"``, etcd) and ``"redis://host:port"`` use
+        that metadata service (etcd and redis: cargo features ``etcd`` and ``redis``, which the
+        prebuilt wheel and ``pip install ./python`` have); ``protocol`` ``"tcp"``, or
         ``"rdma"`` over the NICs ``device_name`` lists (comma-separated; ``""``: every
         discovered one), which falls back to tcp with a warning where no RDMA device is usable.
         Returns 0, or -1 (the reason is logged)."""
@@ -434,8 +438,8 @@ class TransferEngine:
         notify: Optional[TransferNotify],
         transport_hint: str,
     ) -> int:
-        # The hint names a transport; this build has one (tcp), so it is accepted and unused,
-        # as the wheel (built without TENT) does.
+        # The hint names a transport; the engine picks the transport itself (initialize's
+        # protocol), so the hint is accepted and unused, as the wheel (built without TENT) does.
         _str(transport_hint, "transport_hint")
         buffers = _uints(buffers, "buffers")
         peer_buffer_addresses = _uints(peer_buffer_addresses, "peer_buffer_addresses")
