@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Python package tests:
 #  1. `pip install ./python` into a fresh venv (it builds the Rust library with cargo);
-#  2. the pytest suite (python/tests: ours <-> ours and ours <-> Mooncake's wheel, and
+#  2. ruff (python/) and mypy (python/mooncake), configured in python/pyproject.toml;
+#  3. the pytest suite (python/tests: ours <-> ours and ours <-> Mooncake's wheel, and
 #     benches/te_bench.py run unchanged on both);
-#  3. `python -m build --wheel`, installed offline (--no-index) into another fresh venv;
-#  4. from that venv, two processes move and check 100 MiB, in a mount namespace where
+#  4. `python -m build --wheel`, installed offline (--no-index) into another fresh venv;
+#  5. from that venv, two processes move and check 100 MiB, in a mount namespace where
 #     libibverbs, librdmacm and libnuma are hidden (TCP must not need them).
 # Work files under target/python-tests/. MOONCAKE_REQUIRE_NETNS=1 makes a missing `unshare`
 # (or no root) a failure instead of a skip.
@@ -33,6 +34,12 @@ done
 # The store tests run the installed console scripts (the package has no executables: they run
 # the tools inside the library); mooncake_client is found next to the master.
 export MOONCAKE_TEST_MASTER=$WORK/venv/bin/mooncake_master MOONCAKE_REQUIRE_MASTER=1
+
+step "ruff and mypy (python/pyproject.toml)"
+# Pinned: a new release's new rules must not fail CI unannounced. Caches under $WORK.
+"$WORK/venv/bin/pip" install -q ruff==0.17.6 mypy==2.4.1
+(cd python && RUFF_CACHE_DIR=$WORK/ruff-cache "$WORK/venv/bin/ruff" check . \
+  && MYPY_CACHE_DIR=$WORK/mypy-cache "$WORK/venv/bin/mypy")
 
 step "pytest python/tests"
 MOONCAKE_TEST_PYTHON_OURS=$PY MOONCAKE_REQUIRE_OURS=1 \

@@ -17,7 +17,9 @@ Two ways to build (docs/PACKAGING.md):
   `<MOONCAKE_API_VERSION>+libmooncake.<version>`, which replace Mooncake's own wheels of those
   names (see docs/PACKAGING.md for why).
 
-The version is the crate's (Cargo.toml `version`); the Mooncake API level served is
+The version is the crate's (Cargo.toml `version`, the one source): the distribution's, and
+`mooncake/_version.py`'s, written into the built package (a checkout's `mooncake/__init__.py`
+reads Cargo.toml instead); the Mooncake API level served is
 Cargo.toml's `[package.metadata.mooncake] api-version`."""
 
 import os
@@ -77,10 +79,16 @@ class PlatformWheel(bdist_wheel):
 
 
 class BuildPyWithLib(build_py):
-    """Copies the prebuilt library into the package as `_libmooncake.so`."""
+    """Writes `mooncake/_version.py` (the version, from Cargo.toml: `mooncake.__version__` and
+    the library version the package requires) and copies the prebuilt library into the package
+    as `_libmooncake.so`."""
 
     def run(self):
         super().run()
+        version_py = os.path.join(self.build_lib, "mooncake", "_version.py")
+        self.mkpath(os.path.dirname(version_py))
+        with open(version_py, "w") as f:
+            f.write(f'"""Written by python/setup.py from Cargo.toml."""\n\nVERSION = "{VERSION}"\n')
         if PREBUILT:
             dest = os.path.join(self.build_lib, "mooncake", "_libmooncake.so")
             self.mkpath(os.path.dirname(dest))

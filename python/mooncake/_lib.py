@@ -13,8 +13,10 @@ import glob
 import os
 from ctypes import POINTER, c_char_p, c_int, c_int32, c_size_t, c_uint64, c_void_p
 
-#: The library version this package speaks to (the package's own version).
-EXPECTED_VERSION = "0.1.0"
+from . import __version__
+
+#: The library version this package speaks to (the package's own version: Cargo.toml's).
+EXPECTED_VERSION = __version__
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -58,7 +58,8 @@ _PROTOTYPES = {
     # `value` as c_char_p: a `bytes` object is passed by address, without a copy.
     "mooncake_store_put_ex": (c_int, [c_void_p, c_char_p, c_char_p, c_size_t, _CFG, c_int64, c_int]),
     "mooncake_store_put_parts": (c_int, [c_void_p, c_char_p, _PTRS, _SIZES, c_size_t, _CFG, c_int64, c_int]),
-    "mooncake_store_put_batch": (c_int, [c_void_p, _KEYS, _PTRS, _SIZES, c_size_t, _CFG, c_int64, c_int, POINTER(c_int)]),
+    "mooncake_store_put_batch": (c_int, [c_void_p, _KEYS, _PTRS, _SIZES, c_size_t, _CFG, c_int64, c_int,
+                                         POINTER(c_int)]),
     "mooncake_store_put_from_ex": (c_int, [c_void_p, c_char_p, c_void_p, c_size_t, _CFG, c_int64, c_int]),
     "mooncake_store_batch_put_from_ex": (c_int, [c_void_p, _KEYS, _PTRS, _SIZES, c_size_t, _CFG, c_int64, c_int,
                                                  POINTER(c_int)]),

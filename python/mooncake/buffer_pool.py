@@ -48,7 +48,7 @@ import operator
 import threading
 import time
 import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 log = logging.getLogger("mooncake")
 
@@ -150,7 +150,7 @@ class _ViewBase:
 
 
 @functools.lru_cache(maxsize=256)
-def _view_type(size: int) -> type:
+def _view_type(size: int) -> Type[Any]:
     return type("BufferLeaseView", (ctypes.c_ubyte * size, _ViewBase), {})
 
 
@@ -343,6 +343,7 @@ class BufferPool:
             return None
         if self._max_regions is not None and len(self._in_use) >= self._max_regions:
             return None
+        assert self._local is not None  # open (checked by the caller)
         addr = self._local.allocate(need)
         if addr is not None:
             return _Region(addr, need, None)
@@ -362,6 +363,7 @@ class BufferPool:
                 raise RuntimeError("buffer lease is not active")
             self._total -= region.size
             if region.overflow is None:
+                assert self._local is not None  # a pool with leases is not closed
                 self._local.free_block(region.addr)
             self._cond.notify_all()
         if region.overflow is not None:

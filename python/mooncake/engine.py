@@ -21,7 +21,10 @@ import os
 import threading
 import time
 from ctypes import byref, c_int, c_size_t
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
 from . import _lib
 from ._lib import LIB, BufferEntry, NotifyMsg, TransferRequest, TransferStatus
@@ -47,7 +50,8 @@ __all__ = [
     "SUPPORT_INTRA_NVLINK",
 ]
 
-#: This build moves host memory over TCP only.
+#: This build moves host memory, over tcp and rdma (libibverbs loaded at run time); no GPU
+#: memory, no EFA, HIP, MNNVL, MUSA or NVLink transports.
 SUPPORT_CUDA = False
 SUPPORT_EFA = False
 SUPPORT_HIP = False
@@ -158,7 +162,10 @@ def _requests(opcode: int, segment: int, buffers: Sequence[int], peers: Sequence
 class TransferEngine:
     """One Transfer Engine. Create it, then :meth:`initialize` it."""
 
-    TransferOpcode = TransferOpcode
+    if TYPE_CHECKING:  # the same, as a type (methods below annotate with it)
+        TransferOpcode: TypeAlias = TransferOpcode
+    else:
+        TransferOpcode = TransferOpcode
 
     def __init__(self) -> None:
         self._engine: Optional[int] = None
@@ -173,7 +180,10 @@ class TransferEngine:
 
     def initialize(self, local_hostname: str, metadata_server: str, protocol: str, device_name: str) -> int:
         """Starts the engine: ``metadata_server`` ``"P2PHANDSHAKE"`` needs no server (peers
-        address this engine as ``"<host>:<get_rpc_port()>"``); ``protocol`` ``"tcp"``, or
+        address this engine as ``"<host>:<get_rpc_port()>"``); ``"http://host:port/path"``,
+        ``"etcd://host:port"`` (or a bare ``"host:port"``, etcd) and ``"redis://host:port"`` use
+        that metadata service (etcd and redis: cargo features ``etcd`` and ``redis``, which the
+        prebuilt wheel and ``pip install ./python`` have); ``protocol`` ``"tcp"``, or
         ``"rdma"`` over the NICs ``device_name`` lists (comma-separated; ``""``: every
         discovered one), which falls back to tcp with a warning where no RDMA device is usable.
         Returns 0, or -1 (the reason is logged)."""
@@ -290,7 +300,8 @@ class TransferEngine:
         buffer_addresses = _uints(buffer_addresses, "buffer_addresses")
         capacities = _uints(capacities, "capacities")
         if len(buffer_addresses) != len(capacities):
-            log.error("mooncake: batch_register_memory: %d addresses but %d capacities", len(buffer_addresses), len(capacities))
+            log.error("mooncake: batch_register_memory: %d addresses but %d capacities",
+                      len(buffer_addresses), len(capacities))
             return -1
         n = len(buffer_addresses)
         arr = (BufferEntry * max(n, 1))(*[BufferEntry(a, c) for a, c in zip(buffer_addresses, capacities)])
@@ -410,7 +421,8 @@ class TransferEngine:
         if arr and size.value > 0:
             for i in range(size.value):
                 m = arr[i]
-                out.append(TransferNotify((m.name or b"").decode(errors="replace"), (m.msg or b"").decode(errors="replace")))
+                out.append(TransferNotify((m.name or b"").decode(errors="replace"),
+                                          (m.msg or b"").decode(errors="replace")))
             LIB.freeNotifsMsgBuf(arr, size.value)
         return out
 
@@ -426,8 +438,8 @@ class TransferEngine:
         notify: Optional[TransferNotify],
         transport_hint: str,
     ) -> int:
-        # The hint names a transport; this build has one (tcp), so it is accepted and unused,
-        # as the wheel (built without TENT) does.
+        # The hint names a transport; the engine picks the transport itself (initialize's
+        # protocol), so the hint is accepted and unused, as the wheel (built without TENT) does.
         _str(transport_hint, "transport_hint")
         buffers = _uints(buffers, "buffers")
         peer_buffer_addresses = _uints(peer_buffer_addresses, "peer_buffer_addresses")

@@ -148,7 +148,7 @@ class MooncakeConfig:
             local_buffer_size=parse_size(env("MOONCAKE_LOCAL_BUFFER_SIZE", DEFAULT_LOCAL_BUFFER_SIZE)),
             protocol=env("MOONCAKE_PROTOCOL", "tcp"),
             device_name=env("MOONCAKE_DEVICE", ""),
-            master_server_address=env("MOONCAKE_MASTER"),
+            master_server_address=env("MOONCAKE_MASTER", ""),  # set: checked above
             enable_ssd_offload=parse_bool(env("MOONCAKE_OFFLOAD_ENABLED", "false")),
             ssd_offload_path=env("MOONCAKE_OFFLOAD_FILE_STORAGE_PATH", ""),
             tenant_id=env("MOONCAKE_TENANT_ID", "default"),

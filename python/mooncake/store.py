@@ -22,7 +22,7 @@ import re
 import struct
 import threading
 from ctypes import byref, c_char_p, c_int, c_int64, c_size_t, c_uint64, c_void_p
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Literal, Optional, Sequence, Type, overload
 
 from . import _lib
 from ._lib import LIB
@@ -96,6 +96,12 @@ class SoftPinAction(enum.IntEnum):
 
     def __str__(self) -> str:  # as pybind prints enum members
         return f"SoftPinAction.{self.name}"
+
+
+@overload
+def _u64(value: Any, what: str, allow_none: Literal[False] = False) -> int: ...
+@overload
+def _u64(value: Any, what: str, allow_none: bool) -> Optional[int]: ...
 
 
 def _u64(value: Any, what: str, allow_none: bool = False) -> Optional[int]:
@@ -211,16 +217,16 @@ class BufferHandle:
     __slots__ = ()
 
     def size(self) -> int:
-        return len(self)
+        return len(self)  # type: ignore[arg-type]  # a ctypes array (_buffer_type)
 
     def ptr(self) -> int:
-        return ctypes.addressof(self)
+        return ctypes.addressof(self)  # type: ignore[arg-type]  # a ctypes array (_buffer_type)
 
     def __bytes__(self) -> bytes:
-        return ctypes.string_at(ctypes.addressof(self), len(self))
+        return ctypes.string_at(ctypes.addressof(self), len(self))  # type: ignore[arg-type]  # a ctypes array (_buffer_type)
 
     def __repr__(self) -> str:
-        return f"<mooncake.store.BufferHandle size={len(self)}>"
+        return f"<mooncake.store.BufferHandle size={len(self)}>"  # type: ignore[arg-type]  # a ctypes array (_buffer_type)
 
     def __del__(self) -> None:
         handle = self.__dict__.get("_c_buffer")
@@ -230,7 +236,7 @@ class BufferHandle:
 
 
 @functools.lru_cache(maxsize=1024)
-def _buffer_type(size: int) -> type:
+def _buffer_type(size: int) -> Type[Any]:
     # A ctypes array over the library's memory gives the buffer protocol on every Python version.
     return type("BufferHandle", (ctypes.c_char * size, BufferHandle), {})
 
@@ -247,10 +253,14 @@ class _Bytes:
     """A bytes-like value as (address, length), kept alive while the object lives."""
 
     __slots__ = ("addr", "size", "_keep")
+    addr: Optional[int]
+    size: int
+    _keep: Any
 
     def __init__(self, value: Any) -> None:
         if isinstance(value, str) or value is None:
-            raise TypeError(f"incompatible function arguments: value must be a bytes-like Buffer, not {type(value).__name__}")
+            raise TypeError("incompatible function arguments: value must be a bytes-like Buffer, "
+                            f"not {type(value).__name__}")
         if isinstance(value, bytes):
             self._keep = value
             self.size = len(value)
@@ -349,7 +359,8 @@ class MooncakeDistributedStore:
         gss = _u64(global_segment_size, "global_segment_size")
         lbs = _u64(local_buffer_size, "local_buffer_size")
         rc = LIB.mooncake_store_setup(self._handle, host, meta, gss, lbs, _key(protocol, "protocol"),
-                                      _key(rdma_devices, "rdma_devices"), _key(master_server_addr, "master_server_addr"))
+                                      _key(rdma_devices, "rdma_devices"),
+                                      _key(master_server_addr, "master_server_addr"))
         if rc != 0:
             log.debug("setup failed: %d (%s)", rc, _lib.last_error())
         return rc
@@ -363,13 +374,14 @@ class MooncakeDistributedStore:
         if not host or not meta:
             log.error("setup: local_hostname and metadata_server are required")
             return INVALID_PARAMS
-        sizes = {}
+        sizes: Dict[str, int] = {}
         for name, default in (("global_segment_size", DEFAULT_GLOBAL_SEGMENT_SIZE),
                               ("local_buffer_size", DEFAULT_LOCAL_BUFFER_SIZE)):
-            sizes[name] = parse_size(config.get(name, default))
-            if sizes[name] is None:
+            size = parse_size(config.get(name, default))
+            if size is None:
                 log.error("setup: invalid size for %s: %r", name, config.get(name))
                 return INVALID_PARAMS
+            sizes[name] = size
         return self.setup(host, meta, sizes["global_segment_size"], sizes["local_buffer_size"],
                           text("protocol", "tcp") or "tcp", text("rdma_devices"),
                           text("master_server_addr", DEFAULT_MASTER_SERVER_ADDR) or DEFAULT_MASTER_SERVER_ADDR)
@@ -534,7 +546,7 @@ class MooncakeDistributedStore:
         if n < 0:
             _failed("get_buffer", n)
             return None
-        return _wrap_buffer(handle.value)
+        return _wrap_buffer(handle.value)  # type: ignore[arg-type]  # set when n >= 0
 
     def batch_get_buffer(self, keys: List[str]) -> List[Optional[BufferHandle]]:
         """One :class:`BufferHandle` per key (None for a miss)."""

@@ -155,8 +155,8 @@ class Peer:
         line, self._buf = self._buf.split(b"\n", 1)
         try:
             return json.loads(line)
-        except ValueError:
-            raise PeerError(f"{self.label}: not JSON: {line[:500]!r}\n{self.log_tail()}")
+        except ValueError as exc:
+            raise PeerError(f"{self.label}: not JSON: {line[:500]!r}\n{self.log_tail()}") from exc
 
     def cmd(self, op, timeout=60, check=True, **kw):
         kw["op"] = op
@@ -164,7 +164,7 @@ class Peer:
             self.proc.stdin.write((json.dumps(kw) + "\n").encode())
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
-            raise PeerError(f"{self.label}: cannot send {op}: {exc}\n{self.log_tail()}")
+            raise PeerError(f"{self.label}: cannot send {op}: {exc}\n{self.log_tail()}") from exc
         res = self._read(timeout, f"{op} {kw.get('method', '')}")
         if check and not res.get("ok"):
             raise PeerError(f"{self.label}: {op} {kw.get('method', '')} raised "

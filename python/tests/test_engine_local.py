@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from harness import A, BYTES
+from harness import BYTES, A
 
 # Mooncake's engine codes (mooncake-transfer-engine/include/error.h)
 ERR_INVALID_ARGUMENT = -1

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import DST_LEN, GUARD
-from harness import A, NOTIFY, OP, closed_port
+from harness import NOTIFY, OP, A, closed_port
 
 ERR_SOCKET = -102
 

@@ -1,14 +1,25 @@
 """How our package finds libmooncake.so: the bundled copy, then MOONCAKE_LIB, then the system
 loader; a missing library or one of another version raises an ImportError that says how to fix
-it. Runs the package's Python files from a copy without the bundled library."""
+it. Runs the package's Python files from a copy without the bundled library. The package's
+version is Cargo.toml's, installed or run from the checkout."""
 import os
+import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from conftest import python_of
 
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir))
+
+
+def cargo_version():
+    """Cargo.toml's `[package] version`: the one source of the package's version."""
+    with open(os.path.join(ROOT, "Cargo.toml")) as f:
+        section = re.search(r"^\[package\]\n(.*?)(?=^\[|\Z)", f.read(), re.M | re.S)
+    return re.search(r'^version\s*=\s*"([^"]+)"', section.group(1), re.M).group(1)
 
 
 def package_dir(python):
@@ -73,4 +84,20 @@ def test_missing_and_mismatched_libraries_raise_import_errors(tmp_path):
     subprocess.run(["cc", "-shared", "-fPIC", "-o", str(fake), str(csrc)], check=True, timeout=60)
     res = try_import(python, path, str(fake))
     assert res.returncode != 0 and "ImportError" in res.stderr, res.stderr
-    assert "9.9.9" in res.stderr and "0.1.0" in res.stderr, res.stderr
+    assert "9.9.9" in res.stderr and cargo_version() in res.stderr, res.stderr
+
+
+def test_the_version_is_cargo_tomls_installed_and_from_the_checkout():
+    version = cargo_version()
+    python = python_of("ours")
+    code = "import mooncake, mooncake._version as v; print(mooncake.__version__, v.VERSION)"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [version, version]
+    # python/ on PYTHONPATH (no _version.py there): read from the checkout's Cargo.toml
+    assert not os.path.exists(os.path.join(ROOT, "python", "mooncake", "_version.py"))
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    out = subprocess.run([sys.executable, "-c", "import mooncake; print(mooncake.__file__, mooncake.__version__)"],
+                         capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [os.path.join(ROOT, "python", "mooncake", "__init__.py"), version]

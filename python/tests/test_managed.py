@@ -1,7 +1,7 @@
 """Managed buffers (allocate_managed_buffer & co.) across two processes: memory the engine
 allocates is registered at once and visible to peers, found through get_first_buffer_address or
 through the address its owner reports."""
-from harness import A, BYTES
+from harness import BYTES, A
 
 
 def pattern(n, seed):

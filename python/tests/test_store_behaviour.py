@@ -12,8 +12,6 @@ import json
 import os
 import re
 
-import pytest
-
 from store_support import SNAPSHOT, master_or_skip, python_or_skip, run_survey
 
 HOSTNAME = re.compile(r"^127\.0\.0\.1:(\d+)$")

@@ -2,7 +2,6 @@
 MooncakeConfig (from a file, from the environment, size and bool parsing), ReplicateConfig and
 SoftPinAction, `setup(dict)` size strings, and KVBootstrapServer (the HTTP metadata protocol and
 its `.store`)."""
-import os
 
 import pytest
 
@@ -47,7 +46,9 @@ os.environ.update({"MOONCAKE_MASTER": "10.0.0.1:50051", "MOONCAKE_PROTOCOL": "TC
                    "MOONCAKE_TE_META_DATA_SERVER": "http://h:8080/metadata", "MOONCAKE_DEVICE": "d",
                    "MOONCAKE_OFFLOAD_ENABLED": "1", "MOONCAKE_TENANT_ID": "x"})
 attempt("env_vars", MooncakeConfig.load_from_env)
-f = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False); json.dump(dict(base, local_hostname="from-file"), f); f.close()
+f = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+json.dump(dict(base, local_hostname="from-file"), f)
+f.close()
 os.environ["MOONCAKE_CONFIG_PATH"] = f.name
 attempt("env_file_wins", MooncakeConfig.load_from_env)
 print(json.dumps(out))

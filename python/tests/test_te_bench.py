@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from harness import run_bounded, truthy
 
 TE_BENCH = Path(__file__).resolve().parents[2] / "benches" / "te_bench.py"

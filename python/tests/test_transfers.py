@@ -6,7 +6,7 @@ pairing of the two implementations."""
 import random
 
 from conftest import DST_LEN, SRC_LEN
-from harness import A, NOTIFY, OP, wait_until
+from harness import NOTIFY, OP, A, wait_until
 
 BLOCK = 16 << 10
 NBLOCKS = 1000

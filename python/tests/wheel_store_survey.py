@@ -291,7 +291,8 @@ def run_survey(master_addr, metadata, store_mod, master_proc, out):
     case("replica_num_negative", set_attr, RC(), "replica_num", -1)
     out["soft_pin_action_members"] = [str(m) for m in (store_mod.SoftPinAction.PRESERVE, store_mod.SoftPinAction.ENABLE,
                                                        store_mod.SoftPinAction.DISABLE)]
-    out["soft_pin_action_values"] = [int(m.value) for m in (store_mod.SoftPinAction.PRESERVE, store_mod.SoftPinAction.ENABLE,
+    out["soft_pin_action_values"] = [int(m.value) for m in (store_mod.SoftPinAction.PRESERVE,
+                                                            store_mod.SoftPinAction.ENABLE,
                                                             store_mod.SoftPinAction.DISABLE)]
     cfg_s = RC()
     cfg_s.replica_num = 3
@@ -529,7 +530,7 @@ def main():
         skip = []  # ours: nothing may crash
     crashes = {name: "SIGSEGV (seen in earlier runs; skipped)" for name in skip}
     results = {}
-    for attempt_no in range(12):  # each crash of the wheel skips that case and starts over
+    for _attempt in range(12):  # each crash of the wheel skips that case and starts over
         proc, master_addr, metadata, master_log = start_master()
         lines = tempfile.NamedTemporaryFile(prefix="wheel-survey-", suffix=".jsonl", delete=False).name
         try:
@@ -557,7 +558,7 @@ def main():
             break
         if started is None:
             raise SystemExit(f"survey child ended (rc={rc}) outside a case; master log {master_log}")
-        crashes[started] = f"SIGSEGV" if rc == -11 else f"child exit status {rc}"
+        crashes[started] = "SIGSEGV" if rc == -11 else f"child exit status {rc}"
         skip.append(started)
         print(f"the wheel died in {started!r} (rc={rc}); starting over without it", flush=True)
     else:
