@@ -19,8 +19,10 @@ pub mod gflags;
 pub mod logging;
 pub mod master;
 pub mod metadata;
+pub mod proto;
 pub mod runtime;
 pub mod store;
+pub(crate) mod sys;
 pub mod topology;
 pub mod transport;
 
