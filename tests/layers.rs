@@ -477,7 +477,12 @@ mod checker {
             check("sys/mapping.rs", "/// As [`crate::store::Store`] maps it.\nfn f() {}\n"),
             ["src/sys/mapping.rs:1:store"]
         );
-        let text = "// crate::store would be wrong here\nconst S: &str = \"crate::store\";\nconst R: &str = r#\"mooncake::engine\"#;\nfn f<'a>(c: char) -> bool { c == '\"' }\n";
+        let text = concat!(
+            "// crate::store would be wrong here\n",
+            "const S: &str = \"crate::store\";\n",
+            "const R: &str = r#\"mooncake::engine\"#;\n",
+            "fn f<'a>(c: char) -> bool { c == '\"' }\n",
+        );
         assert!(check("sys/mapping.rs", text).is_empty(), "{:?}", check("sys/mapping.rs", text));
         assert!(check("sys/mapping.rs", "use crate::VERSION;\nfn f() { mycrate::store::x() }\n").is_empty());
         let text = "const Q: char = '\\'';\nconst B: &[u8] = br\"\\\";\nuse crate::store;\n";
