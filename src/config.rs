@@ -121,10 +121,8 @@ impl Config {
             tcp_status_timeout: Duration::from_secs(env_u64("MC_TCP_STATUS_TIMEOUT_SEC", 30, 1, 86_400)),
             tcp_progress_timeout: Duration::from_secs(progress),
             force_tcp: std::env::var_os("MC_FORCE_TCP").is_some(),
-            te_filters: crate::topology::filter::parse_list(&std::env::var("MC_TE_FILTERS").unwrap_or_default()),
-            te_filters_exclude: crate::topology::filter::parse_list(
-                &std::env::var("MC_TE_FILTERS_EXCLUDE").unwrap_or_default(),
-            ),
+            te_filters: parse_list(&std::env::var("MC_TE_FILTERS").unwrap_or_default()),
+            te_filters_exclude: parse_list(&std::env::var("MC_TE_FILTERS_EXCLUDE").unwrap_or_default()),
             custom_topo_json: std::env::var_os("MC_CUSTOM_TOPO_JSON").filter(|s| !s.is_empty()).map(Into::into),
             metadata_cluster_id: std::env::var("MC_METADATA_CLUSTER_ID").ok().filter(|s| !s.is_empty()),
             metadata_timeout: Duration::from_millis(env_u64("MOONCAKE_METADATA_TIMEOUT_MS", 3000, 10, 600_000)),
@@ -190,9 +188,21 @@ fn env_flag(name: &str, default: bool) -> bool {
     }
 }
 
+/// A comma-separated list: names trimmed of spaces and tabs, empty ones dropped.
+pub fn parse_list(text: &str) -> Vec<String> {
+    text.split(',').map(|s| s.trim_matches([' ', '\t'])).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_are_trimmed_and_empty_names_dropped() {
+        let v = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(parse_list(" mlx5_0 ,\tmlx5_2,,"), v(&["mlx5_0", "mlx5_2"]));
+        assert!(parse_list("").is_empty() && parse_list(" , ").is_empty());
+    }
 
     #[test]
     fn bounded_values_fall_back_to_default() {

@@ -7,7 +7,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use mooncake::master::proto::{
+use mooncake::proto::{
     self, ClientId, Envelope, ErrorCode, PROTOCOL_VERSION, ReplicaConfig, Request, Response, SegmentId,
 };
 

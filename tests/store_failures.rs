@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use mooncake::master::proto::{ReplicaConfig, Request, Response};
+use mooncake::proto::{ReplicaConfig, Request, Response};
 use mooncake::store::rpc::MasterClient;
 use mooncake::store::{ErrorCode, Store};
 use support::store::{Master, Owner, checksum, owner_main};

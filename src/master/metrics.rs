@@ -17,7 +17,7 @@ use axum::routing::get;
 
 use super::server::Shared;
 use super::state::Snapshot;
-use crate::master::proto::Request;
+use crate::proto::Request;
 
 /// Upper bounds of the latency buckets, in seconds (10 µs to 1 s; loopback RPCs land in the
 /// first few).
@@ -25,7 +25,7 @@ pub const BUCKETS: [f64; 14] =
     [0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0];
 
 /// Request kinds, in [`Request::kind_index`] order.
-pub use crate::master::proto::REQUEST_KINDS as KINDS;
+pub use crate::proto::REQUEST_KINDS as KINDS;
 
 /// The position of `request`'s kind in [`KINDS`].
 pub fn kind_index(request: &Request) -> usize {

@@ -4,7 +4,8 @@
 //! space accounting, read leases and eviction; it never touches an object's bytes, which the
 //! clients move themselves through the Transfer Engine (`src/store/`).
 //!
-//! - [`proto`]: the RPC protocol (length-prefixed postcard frames);
+//! - the RPC protocol (length-prefixed postcard frames) is [`crate::proto`], shared with the
+//!   store's clients;
 //! - [`allocator`]: best-fit space accounting inside one segment;
 //! - [`state`]: the index and its semantics (the module documentation is the reference);
 //! - [`server`]: the tokio RPC server; [`metrics`]: `/metrics` and `/health`;
@@ -28,7 +29,6 @@
 pub mod allocator;
 pub mod flags;
 pub mod metrics;
-pub mod proto;
 pub mod server;
 pub mod state;
 

@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::metrics::{RpcHistogram, kind_index};
-use super::proto::{self, ClientId, Envelope, ErrorCode, PROTOCOL_VERSION, Request, Response};
 use super::state::MasterState;
+use crate::proto::{self, ClientId, Envelope, ErrorCode, PROTOCOL_VERSION, Request, Response};
 
 /// How often the state's housekeeping runs (leases, timeouts, watermark, client expiry).
 pub const TICK: Duration = Duration::from_millis(100);

@@ -13,8 +13,8 @@ use super::rpc::MasterClient;
 use super::staging::Staging;
 use super::{ErrorCode, RPC_TIMEOUT, StoreConfig, StoreError, StoreResult};
 use crate::engine::{EngineOptions, TransferEngine};
-use crate::master::proto::{Request, Response, SegmentId};
-use crate::transport::mapping::Mapping;
+use crate::proto::{Request, Response, SegmentId};
+use crate::sys::mapping::Mapping;
 
 /// How often a client tells the master it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -287,7 +287,7 @@ impl Inner {
     }
 
     /// The master's description of `key`, with a read lease.
-    pub fn object(&self, key: &str) -> StoreResult<crate::master::proto::ObjectInfo> {
+    pub fn object(&self, key: &str) -> StoreResult<crate::proto::ObjectInfo> {
         check_key(key)?;
         match self.master.call(&Request::GetReplicas { key: key.into() })? {
             Response::Object(info) if !info.replicas.is_empty() => Ok(info),

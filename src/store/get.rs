@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::client::{Inner, RealClient, check_key, unexpected};
 use super::transfer::{self, Op};
 use super::{ByteRange, ErrorCode, KeyBuffer, StoreError, StoreResult};
-use crate::master::proto::{ObjectInfo, Replica, Request, Response};
+use crate::proto::{ObjectInfo, Replica, Request, Response};
 use crate::transport::Opcode;
 
 impl RealClient {

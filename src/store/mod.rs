@@ -22,7 +22,7 @@ mod transfer;
 
 use std::time::Duration;
 
-pub use crate::master::proto::{ErrorCode, ReplicaConfig};
+pub use crate::proto::{ErrorCode, ReplicaConfig};
 pub use api::Store;
 pub use error::{StoreError, StoreResult};
 

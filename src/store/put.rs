@@ -8,7 +8,7 @@ use super::client::{Inner, RealClient, check_key, unexpected};
 use super::staging::Chunk;
 use super::transfer::{self, Op};
 use super::{ErrorCode, KeyBuffer, ReplicaConfig, StoreError, StoreResult};
-use crate::master::proto::{PutItem, PutSlot, Replica, Request, Response};
+use crate::proto::{PutItem, PutSlot, Replica, Request, Response};
 use crate::transport::Opcode;
 
 /// How long a put waits for another put of the same key to end (the master discards a put

@@ -14,7 +14,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::{StoreError, StoreResult};
-use crate::master::proto::{self, ClientId, Envelope, ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response};
+use crate::proto::{self, ClientId, Envelope, ErrorCode, FrameError, PROTOCOL_VERSION, Request, Response};
 
 /// Connections kept idle for reuse; more callers than this at once open short-lived ones.
 const MAX_IDLE: usize = 32;

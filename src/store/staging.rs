@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::{ErrorCode, StoreError, StoreResult};
-use crate::transport::mapping::Mapping;
+use crate::sys::mapping::Mapping;
 
 /// Chunks are multiples of this, so that concurrent small values do not fragment the buffer.
 const GRAIN: u64 = 4096;

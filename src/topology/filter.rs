@@ -6,7 +6,10 @@
 //! `setArrayConfig`, `tent/src/platform/cpu_probe.cpp` `filterInfiniBandDevices`): lists are
 //! comma-separated, each name trimmed of blanks, empty names dropped; the deny-list is ignored
 //! when an allow-list is set; a caller's names must match as well as the allow-list.
-//! The lists apply to RDMA devices only (Mooncake never filters network interfaces).
+//! The lists apply to RDMA devices only (Mooncake never filters network interfaces). Lists
+//! are read by [`parse_list`], which lives in `config` so that config need not name topology.
+
+pub use crate::config::parse_list;
 
 /// See the module documentation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,23 +47,12 @@ impl DeviceFilter {
     }
 }
 
-/// A comma-separated list: names trimmed of spaces and tabs, empty ones dropped.
-pub fn parse_list(text: &str) -> Vec<String> {
-    text.split(',').map(|s| s.trim_matches([' ', '\t'])).filter(|s| !s.is_empty()).map(String::from).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn v(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn lists_are_trimmed_and_empty_names_dropped() {
-        assert_eq!(parse_list(" mlx5_0 ,\tmlx5_2,,"), v(&["mlx5_0", "mlx5_2"]));
-        assert!(parse_list("").is_empty() && parse_list(" , ").is_empty());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //!
 //! The kernel answers with `move_pages(2)` called without target nodes: it moves nothing and
 //! faults nothing in, it only reports each page's node. A raw system call, so the library
-//! needs no libnuma; it is this module's one `unsafe` block (`query_nodes`), because neither
-//! libc's safe wrappers nor nix cover `move_pages`. A page that was never touched has no node yet (`-ENOENT`); like Mooncake,
+//! needs no libnuma; its wrapper is `sys::move_pages`, because neither libc's safe
+//! wrappers nor nix cover `move_pages`. A page that was never touched has no node yet (`-ENOENT`); like Mooncake,
 //! such pages, and a kernel that cannot answer at all (no NUMA support, or a seccomp profile
 //! that forbids `move_pages`), get the location `"*"` ("anywhere").
 //!
@@ -18,6 +18,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
+
+use crate::sys::move_pages;
 
 /// Mooncake's location for memory whose node is unknown.
 pub const ANY_LOCATION: &str = "*";
@@ -102,7 +104,7 @@ fn page_nodes(first: u64, count: u64, page: u64) -> Option<Vec<i32>> {
         let base = chunk_no * PAGES_PER_CALL;
         pages.clear();
         pages.extend((0..chunk.len()).map(|i| first.wrapping_add((base + i) as u64 * page) as *mut libc::c_void));
-        if let Err(e) = query_nodes(&pages, chunk) {
+        if let Err(e) = move_pages::query_nodes(&pages, chunk) {
             static LOGGED: AtomicBool = AtomicBool::new(false);
             if !LOGGED.swap(true, Ordering::Relaxed) {
                 tracing::info!("move_pages cannot report NUMA nodes ({e}); \"*\" memory stays \"*\"");
@@ -111,26 +113,6 @@ fn page_nodes(first: u64, count: u64, page: u64) -> Option<Vec<i32>> {
         }
     }
     Some(status)
-}
-
-/// `move_pages(0, n, pages, NULL, status, 0)`: fills `status[i]` with the node of `pages[i]`.
-fn query_nodes(pages: &[*mut libc::c_void], status: &mut [i32]) -> std::io::Result<()> {
-    assert_eq!(pages.len(), status.len());
-    // SAFETY: `pages` and `status` are live arrays of `len` elements each (checked above); with
-    // `nodes` NULL the kernel only reads `pages` (addresses it looks up, never dereferenced in
-    // this process) and writes `len` ints into `status`. Pid 0 is this process.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_pages,
-            0 as libc::c_long,
-            pages.len() as libc::c_ulong,
-            pages.as_ptr(),
-            std::ptr::null::<libc::c_int>(),
-            status.as_mut_ptr(),
-            0 as libc::c_int,
-        )
-    };
-    if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// The base page size (`sysconf(_SC_PAGESIZE)`; 4096 if it cannot say).

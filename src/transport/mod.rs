@@ -9,10 +9,8 @@
 //! - [`tcp`]: Mooncake's TCP data protocol, v2 (acknowledged) and v1 (`wire.md` §4).
 //! - `rdma` (cargo feature, default): RC queue pairs over libibverbs loaded at run time.
 
-pub(crate) mod fd_passing;
 pub mod local;
 pub mod log_limit;
-pub(crate) mod mapping;
 pub mod memory;
 #[cfg(rdma_transport)]
 pub mod rdma;

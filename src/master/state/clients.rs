@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use super::MasterState;
-use crate::master::proto::{ClientId, ErrorCode, Outcome, PutId, SegmentId};
+use crate::proto::{ClientId, ErrorCode, Outcome, PutId, SegmentId};
 
 /// What the master keeps per client.
 #[derive(Debug, Clone)]

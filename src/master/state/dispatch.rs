@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::MasterState;
-use crate::master::proto::{ClientId, ErrorCode, Outcome, Request, Response};
+use crate::proto::{ClientId, ErrorCode, Outcome, Request, Response};
 
 impl MasterState {
     /// Answers `request`, which arrived over a connection of `conn_client` (the id its `Hello`

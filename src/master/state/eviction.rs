@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::MasterState;
-use crate::master::proto::PutId;
+use crate::proto::PutId;
 
 impl MasterState {
     /// Evicts visible objects, least recently used first, until about `target` bytes are free

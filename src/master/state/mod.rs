@@ -78,7 +78,7 @@ pub use clients::ClientEntry;
 pub use objects::{Alloc, Deferred, KeyEntry, Object, PendingPut};
 pub use segments::{Segment, SegmentTable};
 
-use crate::master::proto::{ClientId, ErrorCode, ObjectInfo, Outcome, PutId, Replica};
+use crate::proto::{ClientId, ErrorCode, ObjectInfo, Outcome, PutId, Replica};
 
 /// The longest key a put accepts; longer ones are `INVALID_KEY`. Mooncake's master has no
 /// limit of its own; ours keeps one client from growing the index (and every frame naming the

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::master::proto::{ClientId, PutId, SegmentId};
+use crate::proto::{ClientId, PutId, SegmentId};
 
 /// One replica's space: `len` bytes (already rounded to the allocator's alignment) at
 /// `offset` of segment `segment`.

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::{Deferred, MAX_KEY_LEN, MasterState, Object, PendingPut};
 use crate::master::allocator::round_up;
-use crate::master::proto::{ClientId, ErrorCode, Outcome, PutId, PutSlot, Replica, ReplicaConfig};
+use crate::proto::{ClientId, ErrorCode, Outcome, PutId, PutSlot, Replica, ReplicaConfig};
 
 impl MasterState {
     /// Reserves space for `key` (see the module documentation).

@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 
 use super::objects::Alloc;
 use crate::master::allocator::OffsetAllocator;
-use crate::master::proto::{ClientId, ErrorCode, Outcome, SegmentId};
+use crate::proto::{ClientId, ErrorCode, Outcome, SegmentId};
 
 /// One mounted segment.
 #[derive(Debug)]

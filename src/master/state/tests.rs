@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::master::proto::{ErrorCode, ReplicaConfig};
+use crate::proto::{ErrorCode, ReplicaConfig};
 
 const A: ClientId = 0xa;
 const B: ClientId = 0xb;
@@ -379,7 +379,7 @@ fn mount_is_idempotent_for_the_same_segment_only() {
 
 #[test]
 fn dispatch_answers_in_kind() {
-    use crate::master::proto::{Request, Response};
+    use crate::proto::{Request, Response};
     let (mut st, t0) = two_clients();
     let r = st.handle(
         A,

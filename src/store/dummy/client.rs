@@ -16,9 +16,9 @@ use parking_lot::Mutex;
 
 use super::proto::{DUMMY_PROTOCOL, DummyRequest, DummyResponse, Range, socket_name};
 use super::wire;
-use crate::master::proto::{Envelope, ErrorCode};
+use crate::proto::{Envelope, ErrorCode};
 use crate::store::{ByteRange, KeyBuffer, ReplicaConfig, StoreError, StoreResult};
-use crate::transport::mapping::SharedMapping;
+use crate::sys::mapping::SharedMapping;
 
 struct Conn {
     stream: UnixStream,
@@ -338,7 +338,7 @@ fn read_value(mapping: &SharedMapping, addr: u64, n: u64) -> StoreResult<Vec<u8>
     Ok(value)
 }
 
-fn rpc_error(e: &crate::master::proto::FrameError) -> StoreError {
+fn rpc_error(e: &crate::proto::FrameError) -> StoreError {
     StoreError::new(ErrorCode::RpcFail, format!("the mooncake_client connection failed: {e}"))
 }
 

@@ -1,5 +1,5 @@
 //! What a dummy client and its `mooncake_client` say over their unix socket. Frames are the
-//! master's (`u32` length + postcard envelope, `crate::master::proto`); a `Share` request
+//! master protocol's (`u32` length + postcard envelope, `crate::proto`); a `Share` request
 //! carries the memfd of the shared memory as `SCM_RIGHTS`.
 //!
 //! Addresses in requests are the dummy's: the real client translates them through the
@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::master::proto::{ErrorCode, Outcome, ReplicaConfig};
+use crate::proto::{ErrorCode, Outcome, ReplicaConfig};
 
 /// Bumped whenever a message changes shape.
 pub const DUMMY_PROTOCOL: u32 = 1;

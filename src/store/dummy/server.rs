@@ -17,9 +17,9 @@ use std::thread::JoinHandle;
 
 use super::proto::{DUMMY_PROTOCOL, DummyRequest, DummyResponse, Range, socket_name};
 use super::wire;
-use crate::master::proto::Envelope;
+use crate::proto::Envelope;
 use crate::store::{ByteRange, KeyBuffer, StoreError, StoreResult, client::RealClient};
-use crate::transport::mapping::SharedMapping;
+use crate::sys::mapping::SharedMapping;
 
 /// A running server; dropping it stops accepting (sessions end with their dummies).
 pub struct DummyServer {

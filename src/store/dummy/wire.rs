@@ -1,4 +1,4 @@
-//! Frames over the dummy's unix socket (the master's framing, `crate::master::proto`), with an
+//! Frames over the dummy's unix socket (the master protocol's framing, `crate::proto`), with an
 //! optional memfd attached: a frame is sent in one piece so that the fd travels with its first
 //! bytes, and its header is read by [`fd_passing::receive`], which collects the fd.
 
@@ -9,8 +9,8 @@ use std::os::unix::net::UnixStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::master::proto::{self, Envelope, FrameError};
-use crate::transport::fd_passing;
+use crate::proto::{self, Envelope, FrameError};
+use crate::sys::fd_passing;
 
 /// Writes one frame, with `fd` attached when given.
 pub fn send<T: Serialize>(

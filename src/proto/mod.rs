@@ -1,4 +1,6 @@
 //! The master's RPC protocol: what store clients and `mooncake_master` say to each other.
+//! It belongs to neither side: the store client (`src/store/`) and the master
+//! (`src/master/`) both name it, and neither names the other (`tests/layers.rs`).
 //!
 //! Mooncake's master speaks coro_rpc (yalantinglibs), which nothing outside Mooncake's C++
 //! build reads, and the store's clients and master always come from the same build; so this
@@ -17,7 +19,13 @@
 //! Errors travel as Mooncake's store `ErrorCode` values ([`ErrorCode`]): the C and Python layers
 //! return them unchanged, as Mooncake's do.
 
+mod code;
+mod frame;
+
 use serde::{Deserialize, Serialize};
+
+pub use code::ErrorCode;
+pub use frame::{Envelope, FrameError, decode, encode, frame_len, read_frame, write_frame};
 
 /// Bumped whenever a message changes shape; the master refuses other versions in `Hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -34,101 +42,6 @@ pub type SegmentId = u128;
 
 /// One put in progress, chosen by the master; `PutEnd`/`PutRevoke` name it.
 pub type PutId = u64;
-
-/// Mooncake's store `ErrorCode` (mooncake-store/include/types.h), the members we return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[repr(i32)]
-pub enum ErrorCode {
-    InternalError = -1,
-    BufferOverflow = -10,
-    SegmentNotFound = -101,
-    SegmentAlreadyExists = -102,
-    ClientNotFound = -103,
-    NoAvailableHandle = -200,
-    InvalidKey = -400,
-    InvalidParams = -600,
-    IllegalClient = -601,
-    InvalidWrite = -700,
-    InvalidRead = -701,
-    InvalidReplica = -702,
-    ReplicaIsNotReady = -703,
-    ObjectNotFound = -704,
-    ObjectAlreadyExists = -705,
-    ObjectHasLease = -706,
-    LeaseExpired = -707,
-    TransferFail = -800,
-    RpcFail = -900,
-    RpcTimeout = -901,
-    UnavailableInCurrentMode = -1011,
-    NotSupported = -1012,
-}
-
-impl ErrorCode {
-    /// The integer Mooncake returns.
-    pub fn code(self) -> i32 {
-        self as i32
-    }
-
-    /// Mooncake's name of the code (`toString(ErrorCode)`), for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorCode::InternalError => "INTERNAL_ERROR",
-            ErrorCode::BufferOverflow => "BUFFER_OVERFLOW",
-            ErrorCode::SegmentNotFound => "SEGMENT_NOT_FOUND",
-            ErrorCode::SegmentAlreadyExists => "SEGMENT_ALREADY_EXISTS",
-            ErrorCode::ClientNotFound => "CLIENT_NOT_FOUND",
-            ErrorCode::NoAvailableHandle => "NO_AVAILABLE_HANDLE",
-            ErrorCode::InvalidKey => "INVALID_KEY",
-            ErrorCode::InvalidParams => "INVALID_PARAMS",
-            ErrorCode::IllegalClient => "ILLEGAL_CLIENT",
-            ErrorCode::InvalidWrite => "INVALID_WRITE",
-            ErrorCode::InvalidRead => "INVALID_READ",
-            ErrorCode::InvalidReplica => "INVALID_REPLICA",
-            ErrorCode::ReplicaIsNotReady => "REPLICA_IS_NOT_READY",
-            ErrorCode::ObjectNotFound => "OBJECT_NOT_FOUND",
-            ErrorCode::ObjectAlreadyExists => "OBJECT_ALREADY_EXISTS",
-            ErrorCode::ObjectHasLease => "OBJECT_HAS_LEASE",
-            ErrorCode::LeaseExpired => "LEASE_EXPIRED",
-            ErrorCode::TransferFail => "TRANSFER_FAIL",
-            ErrorCode::RpcFail => "RPC_FAIL",
-            ErrorCode::RpcTimeout => "RPC_TIMEOUT",
-            ErrorCode::UnavailableInCurrentMode => "UNAVAILABLE_IN_CURRENT_MODE",
-            ErrorCode::NotSupported => "NOT_SUPPORTED",
-        }
-    }
-
-    /// Every member, for tables (the header's list, the docs, the tests).
-    pub const ALL: [ErrorCode; 22] = [
-        ErrorCode::InternalError,
-        ErrorCode::BufferOverflow,
-        ErrorCode::SegmentNotFound,
-        ErrorCode::SegmentAlreadyExists,
-        ErrorCode::ClientNotFound,
-        ErrorCode::NoAvailableHandle,
-        ErrorCode::InvalidKey,
-        ErrorCode::InvalidParams,
-        ErrorCode::IllegalClient,
-        ErrorCode::InvalidWrite,
-        ErrorCode::InvalidRead,
-        ErrorCode::InvalidReplica,
-        ErrorCode::ReplicaIsNotReady,
-        ErrorCode::ObjectNotFound,
-        ErrorCode::ObjectAlreadyExists,
-        ErrorCode::ObjectHasLease,
-        ErrorCode::LeaseExpired,
-        ErrorCode::TransferFail,
-        ErrorCode::RpcFail,
-        ErrorCode::RpcTimeout,
-        ErrorCode::UnavailableInCurrentMode,
-        ErrorCode::NotSupported,
-    ];
-}
-
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.name(), self.code())
-    }
-}
 
 /// Where and how many replicas a put asks for (Mooncake's `ReplicateConfig`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -310,126 +223,4 @@ pub enum Response {
     Objects(Vec<Outcome<ObjectInfo>>),
     Flags(Vec<Outcome<bool>>),
     Count(i64),
-}
-
-/// A request or response with the id that pairs them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope<T> {
-    pub id: u64,
-    pub body: T,
-}
-
-/// A frame that cannot be decoded or is too long.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    #[error("frame of {0} bytes is longer than {MAX_FRAME}")]
-    TooLong(usize),
-    #[error("malformed frame: {0}")]
-    Malformed(#[from] postcard::Error),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-/// `envelope` as one frame (length prefix included), appended to `out`.
-pub fn encode<T: Serialize>(envelope: &Envelope<T>, out: &mut Vec<u8>) -> Result<(), FrameError> {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    let body = postcard::to_extend(envelope, std::mem::take(out))?;
-    *out = body;
-    let len = out.len() - start - 4;
-    if len > MAX_FRAME {
-        out.truncate(start);
-        return Err(FrameError::TooLong(len));
-    }
-    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
-    Ok(())
-}
-
-/// The body length a 4-byte frame header announces, checked against [`MAX_FRAME`].
-pub fn frame_len(header: [u8; 4]) -> Result<usize, FrameError> {
-    let len = u32::from_le_bytes(header) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLong(len));
-    }
-    Ok(len)
-}
-
-/// Decodes a frame body (without its length prefix); trailing bytes are malformed.
-pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<Envelope<T>, FrameError> {
-    let (envelope, rest) = postcard::take_from_bytes(body)?;
-    if !rest.is_empty() {
-        return Err(FrameError::Malformed(postcard::Error::DeserializeBadEncoding));
-    }
-    Ok(envelope)
-}
-
-/// Writes one frame to a blocking stream.
-pub fn write_frame<T: Serialize>(
-    stream: &mut impl std::io::Write,
-    envelope: &Envelope<T>,
-    scratch: &mut Vec<u8>,
-) -> Result<(), FrameError> {
-    scratch.clear();
-    encode(envelope, scratch)?;
-    stream.write_all(scratch)?;
-    Ok(())
-}
-
-/// Reads one frame from a blocking stream into `scratch` and decodes it.
-pub fn read_frame<T: for<'a> Deserialize<'a>>(
-    stream: &mut impl std::io::Read,
-    scratch: &mut Vec<u8>,
-) -> Result<Envelope<T>, FrameError> {
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header)?;
-    let len = frame_len(header)?;
-    scratch.clear();
-    scratch.resize(len, 0);
-    stream.read_exact(scratch)?;
-    decode(scratch)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_request_survives_a_round_trip() {
-        let req = Envelope {
-            id: 7,
-            body: Request::PutStart {
-                client: 1 << 100,
-                key: "k".into(),
-                size: 4096,
-                config: ReplicaConfig { replica_num: 2, preferred_segments: vec!["a:1".into()], ..Default::default() },
-                upsert: false,
-            },
-        };
-        let mut buf = Vec::new();
-        encode(&req, &mut buf).unwrap();
-        let len = frame_len(buf[..4].try_into().unwrap()).unwrap();
-        assert_eq!(len, buf.len() - 4);
-        let back: Envelope<Request> = decode(&buf[4..]).unwrap();
-        assert_eq!(back, req);
-    }
-
-    #[test]
-    fn bad_frames_are_errors() {
-        assert!(matches!(frame_len(((MAX_FRAME + 1) as u32).to_le_bytes()), Err(FrameError::TooLong(_))));
-        assert!(decode::<Request>(&[0xff, 0xff, 0xff]).is_err());
-        let mut buf = Vec::new();
-        encode(&Envelope { id: 1, body: Request::Health }, &mut buf).unwrap();
-        buf.push(0);
-        assert!(decode::<Request>(&buf[4..]).is_err());
-    }
-
-    #[test]
-    fn codes_are_mooncakes() {
-        assert_eq!(ErrorCode::ObjectNotFound.code(), -704);
-        assert_eq!(ErrorCode::ObjectHasLease.code(), -706);
-        assert_eq!(ErrorCode::InvalidParams.code(), -600);
-        assert_eq!(ErrorCode::NoAvailableHandle.code(), -200);
-        let mut seen = std::collections::HashSet::new();
-        assert!(ErrorCode::ALL.iter().all(|c| seen.insert(c.code())));
-    }
 }

@@ -3,13 +3,47 @@
 //! and its `mooncake_client`). Both are written and read only through bounds-checked
 //! [`write_at`](Mapping::write_at)/[`read_at`](Mapping::read_at), so their users need no
 //! `unsafe` of their own.
+//!
+//! Failures are [`MapError`]s, which keep apart what the caller asked wrong from what the
+//! kernel refused: the caller decides what each one means to its own users.
 
+use std::io;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
 
-use crate::store::{ErrorCode, StoreError, StoreResult};
+/// Why memory could not be mapped. Both carry the whole message, ready to show.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    /// The request itself cannot be mapped (no bytes, more than the address space, a memfd
+    /// shorter than asked): retrying the same call cannot succeed.
+    #[error("{0}")]
+    Request(String),
+    /// The kernel refused a call: the error's kind is the errno's, its text names the call.
+    #[error("{0}")]
+    Os(io::Error),
+}
+
+impl MapError {
+    /// A refused call: `context` followed by nix's errno text (`ENOMEM: Out of memory`), the
+    /// text these messages have always had.
+    fn os(context: String, e: nix::Error) -> MapError {
+        MapError::Os(io::Error::new(io::Error::from(e).kind(), format!("{context}: {e}")))
+    }
+}
+
+impl From<MapError> for io::Error {
+    fn from(e: MapError) -> io::Error {
+        match e {
+            MapError::Request(m) => io::Error::new(io::ErrorKind::InvalidInput, m),
+            MapError::Os(e) => e,
+        }
+    }
+}
+
+/// Results of this module.
+pub type MapResult<T> = Result<T, MapError>;
 
 /// An anonymous private mapping, unmapped on drop. Pages are touched lazily, so a large
 /// segment costs only what is written into it (`MAP_NORESERVE`).
@@ -26,11 +60,11 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps `len` bytes (rounded up to whole pages by the kernel).
-    pub fn new(len: u64) -> StoreResult<Mapping> {
+    pub fn new(len: u64) -> MapResult<Mapping> {
         let size = usize::try_from(len)
             .ok()
             .and_then(NonZeroUsize::new)
-            .ok_or_else(|| StoreError::invalid(format!("cannot map {len} bytes")))?;
+            .ok_or_else(|| MapError::Request(format!("cannot map {len} bytes")))?;
         // SAFETY: a fresh anonymous mapping at an address the kernel picks aliases nothing.
         let ptr = unsafe {
             mmap_anonymous(
@@ -40,7 +74,7 @@ impl Mapping {
                 MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
             )
         }
-        .map_err(|e| StoreError::new(ErrorCode::InternalError, format!("cannot map {len} bytes of memory: {e}")))?;
+        .map_err(|e| MapError::os(format!("cannot map {len} bytes of memory"), e))?;
         Ok(Mapping { ptr, len: size.get() })
     }
 
@@ -90,26 +124,24 @@ unsafe impl Sync for SharedMapping {}
 
 impl SharedMapping {
     /// A new memfd of `len` bytes, mapped.
-    pub fn create(len: u64) -> StoreResult<SharedMapping> {
+    pub fn create(len: u64) -> MapResult<SharedMapping> {
         use nix::sys::memfd::{MFdFlags, memfd_create};
-        let internal = |what: &str, e: nix::Error| {
-            StoreError::new(ErrorCode::InternalError, format!("shared memory of {len} bytes: {what}: {e}"))
-        };
+        let internal = |what: &str, e: nix::Error| MapError::os(format!("shared memory of {len} bytes: {what}"), e);
         let fd = memfd_create(c"mooncake-dummy", MFdFlags::MFD_CLOEXEC).map_err(|e| internal("memfd_create", e))?;
-        let size = i64::try_from(len).map_err(|_| StoreError::invalid(format!("{len} bytes is too large")))?;
+        let size = i64::try_from(len).map_err(|_| MapError::Request(format!("{len} bytes is too large")))?;
         nix::unistd::ftruncate(&fd, size).map_err(|e| internal("ftruncate", e))?;
         SharedMapping::map(fd, len)
     }
 
     /// Maps `len` bytes of a memfd received from the other side.
-    pub fn map(fd: std::os::fd::OwnedFd, len: u64) -> StoreResult<SharedMapping> {
+    pub fn map(fd: std::os::fd::OwnedFd, len: u64) -> MapResult<SharedMapping> {
         let size = usize::try_from(len)
             .ok()
             .and_then(NonZeroUsize::new)
-            .ok_or_else(|| StoreError::invalid(format!("cannot map {len} bytes")))?;
+            .ok_or_else(|| MapError::Request(format!("cannot map {len} bytes")))?;
         let file_len = nix::sys::stat::fstat(&fd).map(|st| st.st_size as u64).unwrap_or(0);
         if file_len < len {
-            return Err(StoreError::invalid(format!("the shared memory has {file_len} bytes, not {len}")));
+            return Err(MapError::Request(format!("the shared memory has {file_len} bytes, not {len}")));
         }
         // SAFETY: a new shared mapping of a memfd at least `len` bytes long (checked above) at an
         // address the kernel picks; it aliases only the other process's mapping of the same fd,
@@ -117,7 +149,7 @@ impl SharedMapping {
         let ptr = unsafe {
             nix::sys::mman::mmap(None, size, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, &fd, 0)
         }
-        .map_err(|e| StoreError::new(ErrorCode::InternalError, format!("cannot map shared memory: {e}")))?;
+        .map_err(|e| MapError::os("cannot map shared memory".into(), e))?;
         Ok(SharedMapping { fd, ptr, len: size.get() })
     }
 
@@ -168,7 +200,7 @@ fn write_in(base: u64, size: u64, addr: u64, bytes: &[u8]) -> bool {
     }
     // SAFETY: the range was checked to lie inside the caller's live mapping; `bytes` is a
     // valid slice (`copy` allows overlap).
-    unsafe { crate::transport::memory::copy_bytes(bytes.as_ptr() as usize, addr as usize, bytes.len() as u64) };
+    unsafe { std::ptr::copy(bytes.as_ptr(), addr as *mut u8, bytes.len()) };
     true
 }
 
@@ -177,8 +209,9 @@ fn read_in(base: u64, size: u64, addr: u64, out: &mut [u8]) -> bool {
     if !inside(base, size, addr, out.len() as u64) {
         return false;
     }
-    // SAFETY: the source range lies inside the caller's live mapping; `out` is a valid slice.
-    unsafe { crate::transport::memory::copy_bytes(addr as usize, out.as_mut_ptr() as usize, out.len() as u64) };
+    // SAFETY: the source range lies inside the caller's live mapping; `out` is a valid slice
+    // (`copy` allows overlap).
+    unsafe { std::ptr::copy(addr as *const u8, out.as_mut_ptr(), out.len()) };
     true
 }
 
@@ -202,5 +235,20 @@ mod tests {
         let mut seen = [0u8; 4];
         assert!(other.read_at(other.addr(), &mut seen));
         assert_eq!(&seen, b"both", "two mappings of one memfd see the same bytes");
+    }
+
+    #[test]
+    fn requests_that_cannot_be_mapped_are_told_from_refusals() {
+        let e = Mapping::new(0).err().unwrap();
+        assert!(matches!(&e, MapError::Request(m) if m == "cannot map 0 bytes"), "{e:?}");
+        assert_eq!(io::Error::from(e).kind(), io::ErrorKind::InvalidInput);
+        let short = SharedMapping::create(4096).unwrap();
+        let e = SharedMapping::map(short.fd().try_clone_to_owned().unwrap(), 8192).err().unwrap();
+        assert_eq!(e.to_string(), "the shared memory has 4096 bytes, not 8192");
+        let e = MapError::os("cannot map shared memory".into(), nix::errno::Errno::ENOMEM);
+        // The text is nix's (`ENOMEM: …`), as the store's messages have always carried it.
+        assert_eq!(e.to_string(), format!("cannot map shared memory: {}", nix::errno::Errno::ENOMEM));
+        assert!(e.to_string().starts_with("cannot map shared memory: ENOMEM: "), "{e}");
+        assert!(matches!(&e, MapError::Os(io) if io.kind() == io::ErrorKind::OutOfMemory));
     }
 }
