@@ -87,7 +87,8 @@
 #define ERR_MEMORY (-302)
 
 /**
- * A feature this build does not have (RDMA, NVMe-oF, HTTP/etcd/redis metadata, topology).
+ * A transport this build does not have (`"nvmeof"`, `"efa"`, …, and `"rdma"` in a build
+ * without the `rdma` feature), or etcd/redis metadata in a build without that feature.
  */
 #define ERR_NOT_IMPLEMENTED (-303)
 

@@ -30,7 +30,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
-pub use batch::{BatchOutcome, TaskStatus};
+pub use batch::{BatchOutcome, TaskState, TaskStatus};
 pub use error::{Error, Result};
 pub use topology::discover_local;
 pub use transfer::TransferRequest;
@@ -68,8 +68,8 @@ pub struct EngineOptions {
     pub ip_or_host_name: String,
     /// Ignored in P2P mode, as in Mooncake.
     pub rpc_port: u64,
-    /// Discover the topology (`src/topology/`) and install the transports it allows (tcp:
-    /// this build has no RDMA transport).
+    /// Discover the topology (`src/topology/`) and install the transports it allows: tcp, and
+    /// rdma when RDMA devices are listed and open (builds with the `rdma` transport).
     pub auto_discover: bool,
 }
 
