@@ -1,4 +1,4 @@
-//! The one boundary every `extern "C"` function runs in: [`ffi_fn!`] wraps an entry point's
+//! The one boundary every `extern "C"` function runs in: `ffi_fn!` wraps an entry point's
 //! body, catches panics, turns an `Err` into the code of the entry point's code [`Family`], and
 //! records the message for `mooncake_last_error()` as `"<function>: <message>"`, the function
 //! named after the Rust fn the body is in (never typed by hand).
@@ -200,7 +200,7 @@ pub fn entry_point_name<M>(_marker: M) -> &'static str {
     path.rsplit("::").next().unwrap_or(path)
 }
 
-/// Runs `body` inside the panic boundary (use [`ffi_fn!`], which names the function). On `Err`
+/// Runs `body` inside the panic boundary (use `ffi_fn!`, which names the function). On `Err`
 /// or a panic, records the last error under `name()` and returns `fail(code)`; a panic is the
 /// family's internal-error code with "internal error (please report)" in the message.
 pub fn run<F: Family, T: Success<R>, R>(

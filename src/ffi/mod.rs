@@ -2,7 +2,7 @@
 //!
 //! The only `extern "C"` code of the crate, and the only place where the core's kinds
 //! ([`crate::error::Code`], the store's `ErrorCode`, [`crate::engine::TaskState`]) become C
-//! integers ([`codes`]). Each entry point's body is one [`boundary::ffi_fn!`]: it checks the
+//! integers ([`codes`]). Each entry point's body is one `boundary::ffi_fn!`: it checks the
 //! arguments (handles are looked up in a [`handles::HandleTable`], never dereferenced),
 //! converts them ([`args`]), calls one safe engine or store method, and returns the code of
 //! its [`boundary::Family`]; panics never cross the boundary, and every failure is kept for

@@ -1,6 +1,6 @@
 //! The Store's entry points: Mooncake's `store_c.h` (`store_c`, with its `types`) and our
 //! store additions of `mooncake.h` (`extras`: the store codes, upsert/TTL puts, owned get
-//! buffers, ranged reads, dummy clients). Store handles live in [`args::STORES`]; `ops` holds
+//! buffers, ranged reads, dummy clients). Store handles live in `args::STORES`; `ops` holds
 //! the bodies several entry points share.
 
 pub mod args;
