@@ -139,10 +139,10 @@ fn polling(c: &mut Criterion) {
     drop(e);
 
     // The C entry point, as a C program polls.
-    use mooncake::ffi::batch::{allocateBatchID, freeBatchID, getTransferStatus, submitTransfer};
-    use mooncake::ffi::engine::{createTransferEngine, destroyTransferEngine};
-    use mooncake::ffi::memory::registerLocalMemory;
-    use mooncake::ffi::types::{OPCODE_WRITE, transfer_request, transfer_status};
+    use mooncake::ffi::engine::{
+        OPCODE_WRITE, allocateBatchID, createTransferEngine, destroyTransferEngine, freeBatchID, getTransferStatus,
+        registerLocalMemory, submitTransfer, transfer_request, transfer_status,
+    };
     let (meta, host, loc) = (c"P2PHANDSHAKE", c"127.0.0.1", c"cpu:0");
     // SAFETY: valid C strings for the call; no topology JSON.
     let ce = unsafe { createTransferEngine(meta.as_ptr(), host.as_ptr(), std::ptr::null(), 0, 1) };

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mooncake::engine::{EngineOptions, TransferEngine, TransferRequest};
+use mooncake::engine::{EngineOptions, TaskState, TransferEngine, TransferRequest};
 use mooncake::transport::Opcode;
 
 const LEN: usize = 256 << 20;
@@ -58,9 +58,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for task in 0..reqs.len() {
             loop {
                 match engine.task_status(batch, task)?.status {
-                    0 => std::thread::sleep(Duration::from_micros(50)),
-                    4 => break,
-                    s => return Err(format!("{what} task {task} ended with status {s}").into()),
+                    TaskState::Waiting => std::thread::sleep(Duration::from_micros(50)),
+                    TaskState::Completed => break,
+                    TaskState::Failed => return Err(format!("{what} task {task} ended FAILED").into()),
                 }
             }
         }

@@ -87,7 +87,8 @@
 #define ERR_MEMORY (-302)
 
 /**
- * A feature this build does not have (RDMA, NVMe-oF, HTTP/etcd/redis metadata, topology).
+ * A transport this build does not have (`"nvmeof"`, `"efa"`, …, and `"rdma"` in a build
+ * without the `rdma` feature), or etcd/redis metadata in a build without that feature.
  */
 #define ERR_NOT_IMPLEMENTED (-303)
 
@@ -593,7 +594,9 @@ int mooncake_store_alloc_from_mem_pool(mooncake_store_t store, uint64_t size, ui
  * command line `argv[0..argc]` (`argv[0]`: the name it was run as, which the tool names itself
  * by) and returns its exit status. A server runs until SIGINT or SIGTERM. Returns 2 when `tool`
  * is unknown or an argument is invalid, 70 when the tool failed internally (a panic); the
- * reason is printed on stderr and kept for `mooncake_last_error()`.
+ * reason is printed on stderr and kept for `mooncake_last_error()`. The strings are read
+ * during the call only and stay the caller's. Runs on the calling thread until the tool ends;
+ * thread-safe, but the signals a server tool waits for are the whole process's.
  *
  * # Safety
  * `tool` must be NULL or a NUL-terminated string; `argv` must be NULL or point to `argc`

@@ -186,13 +186,17 @@ extern "C" {
 
 /**
  * Creates an engine. `metadata_conn_string`: `"P2PHANDSHAKE"` (no server: the engine's
- * segment name becomes `"<host of local_server_name>:<random port in 15000..17000>"`);
- * `"http://…"`, `"etcd://…"` and `"redis://…"` are refused (NULL, `ERR_NOT_IMPLEMENTED` in
- * `mooncake_last_error()`) in this build. `ip_or_host_name` (may be NULL) and `rpc_port` are
- * ignored in P2P mode, as in Mooncake. `auto_discover` non-zero discovers the topology (see
+ * segment name becomes `"<host of local_server_name>:<random port in 15000..17000>"`),
+ * `"http://host:port/path"` (an HTTP metadata server), `"etcd://h1,h2"` or a bare
+ * `"host:port"` (etcd; builds with the `etcd` feature) or `"redis://host:port"` (builds with
+ * the `redis` feature): the segment name is then `local_server_name`. A scheme this build
+ * lacks the feature for, or an unknown one, makes the call return NULL with the reason in
+ * `mooncake_last_error()`. `ip_or_host_name` (may be NULL) and `rpc_port` are ignored in P2P
+ * mode, as in Mooncake. `auto_discover` non-zero discovers the topology (see
  * `discoverTopology`; a file named by `MC_CUSTOM_TOPO_JSON` gives the NIC priority matrix
- * instead) and installs tcp (this build has no RDMA transport). All strings are read during
- * the call only.
+ * instead) and installs tcp, and rdma when the topology lists RDMA devices and they open
+ * (builds with the `rdma` feature, the default on x86_64; libibverbs is loaded at run time;
+ * without usable devices the engine has tcp only). All strings are read during the call only.
  * Returns an engine handle, owned by the caller and released with `destroyTransferEngine`,
  * or NULL on failure. Thread-safe; the handle may be used from any thread.
  *
@@ -234,9 +238,9 @@ int discoverTopology(transfer_engine_t engine);
 int getLocalIpAndPort(transfer_engine_t engine, char *buf_out, size_t buf_len);
 
 /**
- * Installs a transport: `"tcp"`, or `"rdma"` (builds with the `rdma` feature, the default;
- * NULL when libibverbs cannot be loaded or no device opens). Installing one twice returns the
- * same handle. `"nvmeof"` and other device transports are not in this build: NULL, with
+ * Installs a transport: `"tcp"`, or `"rdma"` (builds with the `rdma` feature, the default on
+ * x86_64; libibverbs is loaded at run time: NULL when it cannot be loaded or no device
+ * opens). Installing one twice returns the same handle. `"nvmeof"` and other device transports are not in this build: NULL, with
  * `mooncake_last_error()` saying so. `args` may be NULL; when `args` and `args[0]` are
  * non-NULL, `args[0]` is a NUL-terminated NIC priority matrix in Mooncake's JSON
  * (`{"cpu:0": [["mlx5_0"], ["mlx5_1"]], …}`), read during the call, that replaces the

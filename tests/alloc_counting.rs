@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mooncake::engine::{TransferEngine, TransferRequest};
+use mooncake::ffi::codes::task_state_code;
 use mooncake::transport::Opcode;
 use parking_lot::Mutex;
 use support::fake_peer::{FakeServer, Reply, descriptor_json};
@@ -234,7 +235,7 @@ fn polling_allocates_nothing_with_thousands_of_tasks_in_flight() {
     let seg2 = init.open_segment(&format!("127.0.0.1:{}", hs.port), false).unwrap();
     let b2 = init.allocate_batch(LARGE).unwrap();
     init.submit(b2, &requests(LARGE, buf.as_ptr() as u64, seg2, 1 << 30), None).unwrap();
-    let poll_rust = || (0..LARGE).filter(|&t| init.task_status(b2, t).unwrap().status == 0).count();
+    let poll_rust = || (0..LARGE).filter(|&t| task_state_code(init.task_status(b2, t).unwrap().status) == 0).count();
     poll_rust();
     let (waiting, mine, _) = allocations(|| (0..4).map(|_| poll_rust()).sum::<usize>());
     assert_eq!(mine, 0, "task_status allocated");

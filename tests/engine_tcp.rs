@@ -3,6 +3,7 @@
 
 use mooncake::engine::{EngineOptions, TransferEngine, TransferRequest};
 use mooncake::error::Code;
+use mooncake::ffi::codes::task_state_code;
 use mooncake::transport::Opcode;
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,8 @@ fn wait(e: &TransferEngine, batch: u64, tasks: usize) -> Vec<i32> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let st: Vec<_> = (0..tasks).map(|t| e.task_status(batch, t).unwrap()).collect();
-        if st.iter().all(|s| s.status != 0) {
-            return st.iter().map(|s| s.status).collect();
+        if st.iter().all(|s| task_state_code(s.status) != 0) {
+            return st.iter().map(|s| task_state_code(s.status)).collect();
         }
         assert!(Instant::now() < deadline, "tasks did not end");
         std::thread::sleep(Duration::from_millis(1));

@@ -10,7 +10,6 @@ use std::ptr::{null, null_mut};
 
 use mooncake::ffi::mooncake::mooncake_last_error;
 use mooncake::ffi::store::*;
-use mooncake::ffi::store_extras::*;
 use support::store::Master;
 
 const MIB: u64 = 1 << 20;

@@ -29,7 +29,6 @@ fn store_logging_child() {
         return;
     }
     use mooncake::ffi::store::*;
-    use mooncake::ffi::store_extras::*;
     use std::ffi::{CString, c_void};
     use std::ptr::{null, null_mut};
     let master = support::store::Master::start(&[]);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::buffer::{check_pattern, fill_pattern};
 use super::report::{Latency, LiveCounters, Progress, RunReport, VerifyReport};
 use super::{BenchError, Flags, Memory, start_engine};
-use crate::engine::batch::{STATUS_COMPLETED, STATUS_FAILED};
+use crate::engine::TaskState;
 use crate::engine::{TransferEngine, TransferRequest};
 use crate::transport::Opcode;
 
@@ -88,11 +88,11 @@ fn run_batch(engine: &TransferEngine, reqs: &[TransferRequest], timeout: Duratio
         let mut spins = 0u32;
         loop {
             match engine.task_status(batch, task) {
-                Ok(s) if s.status == STATUS_COMPLETED => {
+                Ok(s) if s.status == TaskState::Completed => {
                     completed += 1;
                     break;
                 }
-                Ok(s) if s.status == STATUS_FAILED => {
+                Ok(s) if s.status == TaskState::Failed => {
                     failed += 1;
                     break;
                 }

@@ -16,10 +16,16 @@ use super::TransferRequest;
 use super::id_map::IdMap;
 use crate::transport::{CompletionSink, Slice};
 
-/// Task states, with Mooncake's numbering.
-pub const STATUS_WAITING: i32 = 0;
-pub const STATUS_COMPLETED: i32 = 4;
-pub const STATUS_FAILED: i32 = 6;
+/// The state of one task. (The C ABI gives each Mooncake's `STATUS_*` number.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    /// In flight: some of its slices have not ended.
+    Waiting,
+    /// Every slice ended and none failed.
+    Completed,
+    /// Every slice ended and at least one failed.
+    Failed,
+}
 
 #[derive(Default)]
 struct Task {
@@ -33,7 +39,7 @@ struct Task {
 /// The status of one task, as `getTransferStatus` returns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskStatus {
-    pub status: i32,
+    pub status: TaskState,
     pub transferred_bytes: u64,
 }
 
@@ -158,11 +164,11 @@ impl Batch {
         }
         let t = &self.tasks[index];
         let status = if !t.ended.load(Ordering::Acquire) {
-            STATUS_WAITING
+            TaskState::Waiting
         } else if t.failed.load(Ordering::Acquire) {
-            STATUS_FAILED
+            TaskState::Failed
         } else {
-            STATUS_COMPLETED
+            TaskState::Completed
         };
         Some(TaskStatus { status, transferred_bytes: t.transferred.load(Ordering::Acquire) })
     }
@@ -430,10 +436,10 @@ mod tests {
         let (b, _) = batch(1);
         b.reserve(&[2], None).unwrap();
         b.slice_finished(0, 10, true);
-        assert_eq!(b.status(0).unwrap().status, STATUS_WAITING);
+        assert_eq!(b.status(0).unwrap().status, TaskState::Waiting);
         assert!(b.busy());
         b.slice_finished(0, 5, true);
-        assert_eq!(b.status(0).unwrap(), TaskStatus { status: STATUS_COMPLETED, transferred_bytes: 15 });
+        assert_eq!(b.status(0).unwrap(), TaskStatus { status: TaskState::Completed, transferred_bytes: 15 });
         assert!(!b.busy());
         assert!(b.status(1).is_none());
     }
@@ -443,9 +449,9 @@ mod tests {
         let (b, _) = batch(1);
         b.reserve(&[2], None).unwrap();
         b.slice_finished(0, 0, false);
-        assert_eq!(b.status(0).unwrap().status, STATUS_WAITING);
+        assert_eq!(b.status(0).unwrap().status, TaskState::Waiting);
         b.slice_finished(0, 7, true);
-        assert_eq!(b.status(0).unwrap(), TaskStatus { status: STATUS_FAILED, transferred_bytes: 7 });
+        assert_eq!(b.status(0).unwrap(), TaskStatus { status: TaskState::Failed, transferred_bytes: 7 });
     }
 
     #[test]
@@ -470,7 +476,7 @@ mod tests {
     fn zero_length_tasks_complete_at_once() {
         let (b, rec) = batch(1);
         b.reserve(&[0], notify()).unwrap();
-        assert_eq!(b.status(0).unwrap().status, STATUS_COMPLETED);
+        assert_eq!(b.status(0).unwrap().status, TaskState::Completed);
         assert_eq!(rec.0.lock().len(), 1);
     }
 
@@ -531,7 +537,7 @@ mod tests {
         b.slice_finished(0, 1, true);
         b.tasks[1].ended.store(true, Ordering::Release);
         assert!(b.busy());
-        assert_eq!(b.status(1).unwrap().status, STATUS_COMPLETED);
+        assert_eq!(b.status(1).unwrap().status, TaskState::Completed);
         assert_eq!(t.free(id), Ok(()));
         // a task that has not ended still makes it busy
         let id = t.allocate(2).unwrap();

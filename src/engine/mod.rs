@@ -31,7 +31,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
-pub use batch::{BatchOutcome, TaskStatus};
+pub use batch::{BatchOutcome, TaskState, TaskStatus};
 pub use error::{Error, Result};
 pub use topology::discover_local;
 pub use transfer::TransferRequest;

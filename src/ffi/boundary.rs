@@ -1,19 +1,35 @@
-//! The pieces every entry point is made of: the panic boundary, the per-thread last error, and
-//! argument checks (handles, C strings, arrays).
+//! The one boundary every `extern "C"` function runs in: `ffi_fn!` wraps an entry point's
+//! body, catches panics, turns an `Err` into the code of the entry point's code [`Family`], and
+//! records the message for `mooncake_last_error()` as `"<function>: <message>"`, the function
+//! named after the Rust fn the body is in (never typed by hand).
+//!
+//! An entry point keeps its `pub unsafe extern "C" fn` signature written out (cbindgen reads
+//! the source, not expanded macros) and its body is one `ffi_fn!`:
+//!
+//! ```ignore
+//! #[unsafe(no_mangle)]
+//! pub extern "C" fn closeSegment(engine: transfer_engine_t, segment_id: segment_id_t) -> c_int {
+//!     ffi_fn!(EngineErr, { engine_ref(engine)?.close_segment(segment_id) })
+//! }
+//! ```
+//!
+//! The body returns `Result<T, Family::Error>`. `Ok(())` in a function returning `c_int` is 0;
+//! any other `Ok(v)` is returned as is. On failure the function returns the family's code for
+//! an `int`/`int64_t` result, NULL for a pointer, nothing for `void`, or the value given with
+//! `else` (`ffi_fn!(EngineErr, else INVALID_BATCH, { … })`). `ffi_fn!(Family, |name| { … })`
+//! binds the function's name for bodies that log per-item results under it.
 
 use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char, c_void};
+use std::ffi::{CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 
-use parking_lot::RwLock;
-
-use crate::engine::TransferEngine;
-use crate::engine::id_map::IdMap;
 use crate::error::Code;
+use crate::store::{ErrorCode, StoreError};
 
-/// A failed call: the code it returns and the text `mooncake_last_error()` gives. The engine's
-/// error carries exactly that, so the boundary uses it as is.
+use super::codes::{err_code, status_code, store_code};
+
+/// A failed engine call: the code it returns and the text `mooncake_last_error()` gives. The
+/// engine's error carries exactly that, so the boundary uses it as is.
 pub type FfiError = crate::engine::Error;
 
 pub type FfiResult<T> = Result<T, FfiError>;
@@ -54,14 +70,150 @@ pub fn last_error_ptr() -> *const c_char {
     LAST_ERROR.with(|slot| slot.borrow().as_ptr())
 }
 
-/// Runs `f` inside the panic boundary. On `Err` or on a panic, records the last error and
-/// returns `fail(code)`; a panic is reported as `Code::Context` (an internal error).
-pub fn boundary<T>(func: &'static str, fail: impl Fn(Code) -> T, f: impl FnOnce() -> FfiResult<T>) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(v)) => v,
+/// A family of return codes: the error type its entry points fail with, the integer each
+/// error becomes, and how the failure is recorded.
+pub trait Family {
+    type Error;
+    /// The code returned for `e`.
+    fn code(e: &Self::Error) -> c_int;
+    /// Records `e` for `mooncake_last_error()` (and logs it).
+    fn record(func: &str, e: &Self::Error);
+    /// The code returned for a panic caught at the boundary.
+    fn panic_code() -> c_int;
+    /// Runs after a failure was recorded (the command-line entry point prints it).
+    fn after_failure() {}
+}
+
+/// Transfer Engine functions returning 0 or a negative `ERR_*` value.
+pub enum EngineErr {}
+
+impl Family for EngineErr {
+    type Error = FfiError;
+    fn code(e: &FfiError) -> c_int {
+        err_code(e.code)
+    }
+    fn record(func: &str, e: &FfiError) {
+        set_last_error(func, &e.message);
+    }
+    fn panic_code() -> c_int {
+        err_code(Code::Context)
+    }
+}
+
+/// The four batch calls, returning 0 or a positive `MOONCAKE_STATUS_*` value.
+pub enum EngineStatus {}
+
+impl Family for EngineStatus {
+    type Error = FfiError;
+    fn code(e: &FfiError) -> c_int {
+        status_code(e.code)
+    }
+    fn record(func: &str, e: &FfiError) {
+        set_last_error(func, &e.message);
+    }
+    fn panic_code() -> c_int {
+        status_code(Code::Context)
+    }
+}
+
+/// Store functions, returning Mooncake's store codes (`MOONCAKE_STORE_*`).
+pub enum StoreCodes {}
+
+impl Family for StoreCodes {
+    type Error = StoreError;
+    fn code(e: &StoreError) -> c_int {
+        store_code(e.code)
+    }
+    fn record(func: &str, e: &StoreError) {
+        record_last_error(func, &format!("{} ({})", e.message, e.code), store_outcome(e.code));
+    }
+    fn panic_code() -> c_int {
+        store_code(ErrorCode::InternalError)
+    }
+}
+
+/// Codes that callers read as answers: a get or exists of a missing key, a remove of an object
+/// a reader still leases, a put of a key already stored (Mooncake's clients retry or skip).
+fn store_outcome(code: ErrorCode) -> Outcome {
+    match code {
+        ErrorCode::ObjectNotFound | ErrorCode::ObjectHasLease | ErrorCode::ObjectAlreadyExists => Outcome::Expected,
+        _ => Outcome::Failure,
+    }
+}
+
+/// What a function returns when it fails: the family's code for the integer results, NULL for
+/// pointers, nothing for `void`. Other result types name their failure value with `else`.
+pub trait Returned {
+    fn on_failure(code: c_int) -> Self;
+}
+
+impl Returned for c_int {
+    fn on_failure(code: c_int) -> c_int {
+        code
+    }
+}
+
+impl Returned for i64 {
+    fn on_failure(code: c_int) -> i64 {
+        i64::from(code)
+    }
+}
+
+impl Returned for () {
+    fn on_failure(_: c_int) {}
+}
+
+impl<T> Returned for *mut T {
+    fn on_failure(_: c_int) -> *mut T {
+        std::ptr::null_mut()
+    }
+}
+
+impl<T> Returned for *const T {
+    fn on_failure(_: c_int) -> *const T {
+        std::ptr::null()
+    }
+}
+
+/// What a successful body's value becomes: itself, or 0 for `()` in a function returning `int`.
+pub trait Success<R> {
+    fn into_result(self) -> R;
+}
+
+impl<R> Success<R> for R {
+    fn into_result(self) -> R {
+        self
+    }
+}
+
+impl Success<c_int> for () {
+    fn into_result(self) -> c_int {
+        0
+    }
+}
+
+/// The name of the function that defines the item `_marker` (a local `fn`): the last segment
+/// of its path before the marker's own name.
+pub fn entry_point_name<M>(_marker: M) -> &'static str {
+    let path = std::any::type_name::<M>();
+    let path = path.rsplit_once("::").map_or(path, |(fn_path, _marker)| fn_path);
+    path.rsplit("::").next().unwrap_or(path)
+}
+
+/// Runs `body` inside the panic boundary (use `ffi_fn!`, which names the function). On `Err`
+/// or a panic, records the last error under `name()` and returns `fail(code)`; a panic is the
+/// family's internal-error code with "internal error (please report)" in the message.
+pub fn run<F: Family, T: Success<R>, R>(
+    name: impl Fn() -> &'static str,
+    fail: impl FnOnce(c_int) -> R,
+    body: impl FnOnce() -> Result<T, F::Error>,
+) -> R {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(v)) => v.into_result(),
         Ok(Err(e)) => {
-            set_last_error(func, &e.message);
-            fail(e.code)
+            F::record(name(), &e);
+            F::after_failure();
+            fail(F::code(&e))
         }
         Err(panic) => {
             let what = panic
@@ -69,120 +221,48 @@ pub fn boundary<T>(func: &'static str, fail: impl Fn(Code) -> T, f: impl FnOnce(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(func, &format!("internal error (please report): {what}"));
-            fail(Code::Context)
+            set_last_error(name(), &format!("internal error (please report): {what}"));
+            F::after_failure();
+            fail(F::panic_code())
         }
     }
 }
 
-/// `boundary` for the functions that return 0 or a negative `ERR_*` value.
-pub fn ffi_err(func: &'static str, f: impl FnOnce() -> FfiResult<()>) -> i32 {
-    boundary(func, Code::err, || f().map(|()| 0))
+/// Wraps an entry point's body in the boundary of code family `$family` (see the module
+/// docs). The name recorded for `mooncake_last_error()` is the enclosing fn's.
+macro_rules! ffi_fn {
+    ($family:ty, |$name:ident| $body:block) => {{
+        fn __entry_point() {}
+        let $name: &'static str = $crate::ffi::boundary::entry_point_name(__entry_point);
+        $crate::ffi::boundary::run::<$family, _, _>(
+            || $name,
+            <_ as $crate::ffi::boundary::Returned>::on_failure,
+            || $body,
+        )
+    }};
+    ($family:ty, else $fail:expr, $body:block) => {{
+        fn __entry_point() {}
+        $crate::ffi::boundary::run::<$family, _, _>(
+            || $crate::ffi::boundary::entry_point_name(__entry_point),
+            |_| $fail,
+            || $body,
+        )
+    }};
+    ($family:ty, $body:block) => {{
+        fn __entry_point() {}
+        $crate::ffi::boundary::run::<$family, _, _>(
+            || $crate::ffi::boundary::entry_point_name(__entry_point),
+            <_ as $crate::ffi::boundary::Returned>::on_failure,
+            || $body,
+        )
+    }};
 }
-
-/// `boundary` for the four batch calls, which return 0 or a positive status code.
-pub fn ffi_status(func: &'static str, f: impl FnOnce() -> FfiResult<()>) -> i32 {
-    boundary(func, Code::status, || f().map(|()| 0))
-}
-
-/// Live engine handles. A handle is the address of its engine; looking it up here (instead of
-/// dereferencing it) turns a NULL, stale or foreign pointer into `ERR_INVALID_ARGUMENT`.
-static ENGINES: RwLock<Option<IdMap<usize, Arc<TransferEngine>>>> = RwLock::new(None);
-
-pub fn register_engine(engine: TransferEngine) -> *mut c_void {
-    let engine = Arc::new(engine);
-    let handle = Arc::as_ptr(&engine) as usize;
-    ENGINES.write().get_or_insert_with(IdMap::default).insert(handle, engine);
-    handle as *mut c_void
-}
-
-/// Removes a handle; the engine is returned so that the caller shuts it down.
-pub fn unregister_engine(handle: *mut c_void) -> Option<Arc<TransferEngine>> {
-    ENGINES.write().as_mut()?.remove(&(handle as usize))
-}
-
-/// The engine behind `handle`, or `ERR_INVALID_ARGUMENT` for NULL or a destroyed handle.
-pub fn engine_ref(handle: *mut c_void) -> FfiResult<Arc<TransferEngine>> {
-    if handle.is_null() {
-        return Err(FfiError::invalid("engine is NULL"));
-    }
-    ENGINES
-        .read()
-        .as_ref()
-        .and_then(|m| m.get(&(handle as usize)).cloned())
-        .ok_or_else(|| FfiError::invalid(format!("engine {handle:p} is not a live engine (destroyed?)")))
-}
-
-/// Runs `f` on the engine behind `handle` under the registry's read lock, without cloning its
-/// `Arc`: for calls that never block (the status poll). Calls that may wait on the network use
-/// [`engine_ref`], so that no lock is held while they wait.
-pub fn with_engine<R>(handle: *mut c_void, f: impl FnOnce(&TransferEngine) -> FfiResult<R>) -> FfiResult<R> {
-    if handle.is_null() {
-        return Err(FfiError::invalid("engine is NULL"));
-    }
-    let engines = ENGINES.read();
-    match engines.as_ref().and_then(|m| m.get(&(handle as usize))) {
-        Some(e) => f(e),
-        None => Err(FfiError::invalid(format!("engine {handle:p} is not a live engine (destroyed?)"))),
-    }
-}
-
-/// Reads a NUL-terminated UTF-8 string argument.
-///
-/// # Safety
-/// `ptr` must be NULL or point to a NUL-terminated string readable during the call.
-pub unsafe fn c_str<'a>(ptr: *const c_char, what: &str) -> FfiResult<&'a str> {
-    if ptr.is_null() {
-        return Err(FfiError::invalid(format!("{what} is NULL")));
-    }
-    // SAFETY: non-NULL, and the caller guarantees a NUL-terminated string.
-    let s = unsafe { CStr::from_ptr(ptr) };
-    s.to_str().map_err(|_| FfiError::invalid(format!("{what} is not valid UTF-8")))
-}
-
-/// Borrows `count` elements at `ptr`; an empty slice for `count == 0` (any `ptr`).
-///
-/// # Safety
-/// When `count > 0`, `ptr` must be NULL or point to `count` initialised elements readable
-/// during the call.
-pub unsafe fn c_slice<'a, T>(ptr: *const T, count: usize, what: &str) -> FfiResult<&'a [T]> {
-    if count == 0 {
-        return Ok(&[]);
-    }
-    if ptr.is_null() {
-        return Err(FfiError::invalid(format!("{what} is NULL but its count is {count}")));
-    }
-    if count > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
-        return Err(FfiError::invalid(format!("{what}: count {count} is too large")));
-    }
-    // SAFETY: non-NULL, bounded count, and the caller guarantees `count` readable elements.
-    Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
-}
-
-/// Writes `text` NUL-terminated into `buf[..len]`. Text that does not fit is cut (the buffer
-/// still ends in NUL) and reported as `ERR_INVALID_ARGUMENT`.
-///
-/// # Safety
-/// `buf` must be NULL or writable for `len` bytes.
-pub unsafe fn write_c_string(buf: *mut c_char, len: usize, text: &str) -> FfiResult<()> {
-    if buf.is_null() || len == 0 {
-        return Err(FfiError::invalid("buf_out is NULL or buf_len is 0"));
-    }
-    let bytes = text.as_bytes();
-    let n = bytes.len().min(len - 1);
-    // SAFETY: `n + 1 <= len` bytes are written into the caller's writable buffer.
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf as *mut u8, n);
-        *buf.add(n) = 0;
-    }
-    if n < bytes.len() {
-        return Err(FfiError::invalid(format!("buf_len {len} is too small for {} bytes", bytes.len() + 1)));
-    }
-    Ok(())
-}
+pub(crate) use ffi_fn;
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::CStr;
+
     use super::*;
 
     fn last_error() -> String {
@@ -190,34 +270,68 @@ mod tests {
         unsafe { CStr::from_ptr(last_error_ptr()) }.to_string_lossy().into_owned()
     }
 
+    fn probe_err(r: FfiResult<()>) -> c_int {
+        ffi_fn!(EngineErr, { r })
+    }
+
+    fn probe_status(r: FfiResult<()>) -> c_int {
+        ffi_fn!(EngineStatus, { r })
+    }
+
+    fn probe_panic() -> c_int {
+        ffi_fn!(EngineErr, {
+            std::hint::black_box(true).then(|| panic!("boom"));
+            Ok(())
+        })
+    }
+
+    fn probe_panic_status() -> c_int {
+        ffi_fn!(EngineStatus, {
+            std::hint::black_box(true).then(|| panic!("{}", String::from("owned")));
+            Ok(())
+        })
+    }
+
+    fn probe_store() -> i64 {
+        ffi_fn!(StoreCodes, { Err::<i64, _>(StoreError::new(ErrorCode::ObjectNotFound, "k")) })
+    }
+
+    fn probe_pointer() -> *mut u8 {
+        ffi_fn!(EngineErr, { Err::<*mut u8, _>(FfiError::invalid("p")) })
+    }
+
+    fn probe_else() -> u64 {
+        ffi_fn!(EngineErr, else u64::MAX, { Err::<u64, _>(FfiError::invalid("e")) })
+    }
+
+    fn probe_named() -> c_int {
+        ffi_fn!(EngineErr, |name| { if name == "probe_named" { Ok(()) } else { Err(FfiError::invalid(name)) } })
+    }
+
     #[test]
     fn a_panic_becomes_err_context_and_a_message() {
-        let rc = ffi_err("probe", || panic!("boom"));
-        assert_eq!(rc, Code::Context.err());
-        assert!(last_error().starts_with("probe: internal error") && last_error().contains("boom"));
-        let rc = ffi_status("probe2", || panic!("{}", String::from("owned")));
-        assert_eq!(rc, Code::Context.status());
-        assert!(last_error().contains("owned"));
+        assert_eq!(probe_panic(), err_code(Code::Context));
+        assert!(last_error().starts_with("probe_panic: internal error") && last_error().contains("boom"));
+        assert_eq!(probe_panic_status(), status_code(Code::Context));
+        assert!(last_error().starts_with("probe_panic_status: ") && last_error().contains("owned"));
     }
 
     #[test]
     fn errors_keep_their_code_and_success_keeps_the_last_error() {
-        assert_eq!(ffi_err("f", || Err(FfiError::new(Code::Socket, "x"))), -102);
-        assert_eq!(ffi_status("f", || Err(FfiError::new(Code::Socket, "x"))), 102);
-        assert_eq!(ffi_err("g", || Ok(())), 0);
-        assert_eq!(last_error(), "f: x", "a successful call does not clear the last error");
+        assert_eq!(probe_err(Err(FfiError::new(Code::Socket, "x"))), -102);
+        assert_eq!(probe_status(Err(FfiError::new(Code::Socket, "x"))), 102);
+        assert_eq!(probe_err(Ok(())), 0);
+        assert_eq!(last_error(), "probe_status: x", "a successful call does not clear the last error");
     }
 
     #[test]
-    fn strings_and_slices_are_checked() {
-        // SAFETY: NULL and a valid C string literal.
-        unsafe {
-            assert!(c_str(std::ptr::null(), "s").is_err());
-            assert_eq!(c_str(c"ok".as_ptr(), "s").unwrap(), "ok");
-            assert!(c_str(c"\xff".as_ptr(), "s").is_err());
-            assert!(c_slice::<u64>(std::ptr::null(), 3, "v").is_err());
-            assert!(c_slice::<u64>(std::ptr::null(), 0, "v").unwrap().is_empty());
-            assert!(c_slice::<u64>(std::ptr::dangling::<u64>(), usize::MAX, "v").is_err());
-        }
+    fn every_family_and_result_type_fails_its_way_under_the_fn_name() {
+        assert_eq!(probe_store(), -704);
+        assert_eq!(last_error(), "probe_store: k (OBJECT_NOT_FOUND (-704))");
+        assert!(probe_pointer().is_null());
+        assert_eq!(last_error(), "probe_pointer: p");
+        assert_eq!(probe_else(), u64::MAX);
+        assert_eq!(last_error(), "probe_else: e");
+        assert_eq!(probe_named(), 0, "{}", last_error());
     }
 }

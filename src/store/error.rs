@@ -1,5 +1,5 @@
 //! A failed store call: one of Mooncake's store codes and the text `mooncake_last_error()`
-//! gives for it.
+//! gives for it. (The integer the C and Python layers return is `crate::ffi::codes::store_code`.)
 
 use crate::proto::ErrorCode;
 use crate::sys::mapping::MapError;
@@ -26,11 +26,6 @@ impl StoreError {
     /// The master's answer `code` to `what`.
     pub fn from_master(code: ErrorCode, what: &str) -> StoreError {
         StoreError::new(code, format!("{what}: the master answered {}", code.name()))
-    }
-
-    /// The integer the C and Python layers return.
-    pub fn code(&self) -> i32 {
-        self.code.code()
     }
 }
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{ErrorCode, StoreError, StoreResult};
+use crate::engine::TaskState;
 use crate::engine::TransferEngine;
-use crate::engine::batch::STATUS_COMPLETED;
 use crate::engine::{BatchOutcome, TransferRequest};
 use crate::transport::Opcode;
 
@@ -78,7 +78,7 @@ fn submit_and_wait(
         Ok(BatchOutcome::Completed) => Ok(()),
         Ok(BatchOutcome::Failed) => {
             for (task, &item) in owners.iter().enumerate() {
-                let done = engine.task_status(batch, task).map(|s| s.status == STATUS_COMPLETED).unwrap_or(false);
+                let done = engine.task_status(batch, task).map(|s| s.status == TaskState::Completed).unwrap_or(false);
                 if !done {
                     fail(outcome, item, format!("copy of {} bytes failed", requests[task].length));
                 }

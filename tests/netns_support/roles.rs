@@ -19,6 +19,7 @@ use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use mooncake::engine::{EngineOptions, TransferEngine, TransferRequest};
+use mooncake::ffi::codes::task_state_code;
 use mooncake::transport::Opcode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -155,7 +156,7 @@ impl Role {
         let (batch, n) = self.detached.ok_or("no detached batch")?;
         let mut counts = [0usize; 3];
         for t in 0..n {
-            match self.engine.task_status(batch, t).map_err(|e| e.to_string())?.status {
+            match task_state_code(self.engine.task_status(batch, t).map_err(|e| e.to_string())?.status) {
                 0 => counts[0] += 1,
                 4 => counts[1] += 1,
                 _ => counts[2] += 1,
@@ -245,7 +246,7 @@ impl TaskWatch {
                 if in_flight_run >= Self::SWEEP_IN_FLIGHT {
                     return true;
                 }
-                let s = engine.task_status(batch, t).expect("task_status").status;
+                let s = task_state_code(engine.task_status(batch, t).expect("task_status").status);
                 if s == 0 {
                     in_flight_run += 1;
                     return true;

@@ -3,15 +3,9 @@
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::time::{Duration, Instant};
 
-pub use mooncake::ffi::batch::*;
 pub use mooncake::ffi::codes::*;
 pub use mooncake::ffi::engine::*;
-pub use mooncake::ffi::extras::*;
-pub use mooncake::ffi::memory::*;
 pub use mooncake::ffi::mooncake::*;
-pub use mooncake::ffi::notify::*;
-pub use mooncake::ffi::segment::*;
-pub use mooncake::ffi::types::*;
 
 pub fn c(s: &str) -> CString {
     CString::new(s).unwrap()

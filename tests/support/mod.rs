@@ -10,6 +10,7 @@ pub mod wheel;
 use std::time::{Duration, Instant};
 
 use mooncake::engine::{EngineOptions, TransferEngine, TransferRequest};
+use mooncake::ffi::codes::task_state_code;
 
 /// The byte pattern every test writes: byte `i` of a range seeded `seed` (the wheel peer's
 /// numpy version computes the same bytes).
@@ -38,7 +39,8 @@ pub fn engine() -> TransferEngine {
 pub fn wait_batch(e: &TransferEngine, batch: u64, tasks: usize, limit: Duration) -> Vec<i32> {
     let deadline = Instant::now() + limit;
     loop {
-        let st: Vec<i32> = (0..tasks).map(|t| e.task_status(batch, t).expect("status").status).collect();
+        let st: Vec<i32> =
+            (0..tasks).map(|t| task_state_code(e.task_status(batch, t).expect("status").status)).collect();
         if st.iter().all(|&s| s != 0) {
             return st;
         }

@@ -1,17 +1,18 @@
-//! What every `store_c.h` / `mooncake.h` store entry point is made of: the handle registry,
-//! the panic boundary with Mooncake's store codes, and the argument conversions (C strings,
-//! arrays, configs, result arrays). The entry points are in `store.rs` and `store_extras.rs`.
+//! What the store's entry points share: the handle table and the argument conversions (C
+//! strings, arrays, configs, result arrays) with the store's codes. The entry points are in
+//! `store_c.rs` and `extras.rs`.
 
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::boundary::{FfiError, Outcome, c_slice, c_str, record_last_error, set_last_error};
-use super::store::{mooncake_replicate_config_t, mooncake_store_t};
-use crate::store::{ErrorCode, KeyBuffer, ReplicaConfig, Store, StoreError, StoreResult};
+use super::types::{mooncake_replicate_config_t, mooncake_store_t};
+use crate::ffi::args::{c_slice, c_str};
+use crate::ffi::boundary::FfiError;
+use crate::ffi::codes::store_code;
+use crate::ffi::handles::HandleTable;
+use crate::store::{KeyBuffer, ReplicaConfig, Store, StoreError, StoreResult};
 
 /// What a handle holds: nothing until `mooncake_store_setup`, then a client.
 #[derive(Default)]
@@ -26,44 +27,8 @@ impl StoreSlot {
     }
 }
 
-/// Live handles: a handle is the address of its slot, looked up here (not dereferenced), so a
-/// NULL, stale or foreign pointer is `INVALID_PARAMS` rather than a crash.
-pub(crate) static STORES: RwLock<Option<HashMap<usize, Arc<StoreSlot>>>> = RwLock::new(None);
-
-/// Runs `f` inside the panic boundary. On `Err`, records the message for
-/// `mooncake_last_error()` and returns `fail(code)`; a panic is `INTERNAL_ERROR` (-1).
-pub(crate) fn store_boundary<T>(func: &'static str, fail: impl Fn(i32) -> T, f: impl FnOnce() -> StoreResult<T>) -> T {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            record_last_error(func, &format!("{} ({})", e.message, e.code), store_outcome(e.code));
-            fail(e.code())
-        }
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(func, &format!("internal error (please report): {what}"));
-            fail(ErrorCode::InternalError.code())
-        }
-    }
-}
-
-/// Codes that callers read as answers: a get or exists of a missing key, a remove of an object
-/// a reader still leases, a put of a key already stored (Mooncake's clients retry or skip).
-fn store_outcome(code: ErrorCode) -> Outcome {
-    match code {
-        ErrorCode::ObjectNotFound | ErrorCode::ObjectHasLease | ErrorCode::ObjectAlreadyExists => Outcome::Expected,
-        _ => Outcome::Failure,
-    }
-}
-
-/// `store_boundary` for the functions that return 0 or a negative code.
-pub(crate) fn store_rc(func: &'static str, f: impl FnOnce() -> StoreResult<()>) -> c_int {
-    store_boundary(func, |c| c, || f().map(|()| 0))
-}
+/// Live handles: a NULL, stale or foreign pointer is `INVALID_PARAMS` rather than a crash.
+pub(crate) static STORES: HandleTable<StoreSlot> = HandleTable::new("store", "a live store handle");
 
 /// An argument error of the shared helpers, as the store's `INVALID_PARAMS`.
 pub(crate) fn params(e: FfiError) -> StoreError {
@@ -72,14 +37,7 @@ pub(crate) fn params(e: FfiError) -> StoreError {
 
 /// The slot behind `handle`.
 pub(crate) fn slot_ref(handle: mooncake_store_t) -> StoreResult<Arc<StoreSlot>> {
-    if handle.is_null() {
-        return Err(StoreError::invalid("store is NULL"));
-    }
-    STORES
-        .read()
-        .as_ref()
-        .and_then(|m| m.get(&(handle as usize)).cloned())
-        .ok_or_else(|| StoreError::invalid(format!("store {handle:p} is not a live store handle (destroyed?)")))
+    Ok(STORES.get(handle)?)
 }
 
 /// The client behind `handle`; one that is not set up is `INVALID_PARAMS`.
@@ -232,7 +190,7 @@ pub(crate) fn code_of(func: &str, r: &StoreResult<()>) -> c_int {
         Ok(()) => 0,
         Err(e) => {
             tracing::debug!("{func}: {e}");
-            e.code()
+            store_code(e.code)
         }
     }
 }
@@ -245,4 +203,21 @@ pub(crate) fn range_arg(ptr: *const c_void, size: usize, what: &str) -> StoreRes
     Ok(ptr as u64)
 }
 
-// ---- lifecycle -------------------------------------------------------------------------------
+/// Borrows each (pointer, size) pair as bytes.
+///
+/// # Safety
+/// Each pointer must be NULL (only with size 0) or readable for its size during the call.
+pub(crate) unsafe fn byte_slices<'a>(
+    ptrs: &[*const c_void],
+    sizes: &[usize],
+    what: &str,
+) -> StoreResult<Vec<&'a [u8]>> {
+    ptrs.iter()
+        .zip(sizes)
+        .enumerate()
+        .map(|(i, (&p, &n))| {
+            // SAFETY: each pointer is readable for its size during the call (caller guarantee).
+            unsafe { slice_arg(p as *const u8, n, &format!("{what}[{i}]")) }
+        })
+        .collect()
+}

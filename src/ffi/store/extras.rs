@@ -6,11 +6,13 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use super::store::{check_len, install, mooncake_replicate_config_t, mooncake_store_t};
-use super::store_args::{
-    code_of, key_buffers, keys_arg, range_arg, replica_config, results_arg, slice_arg, slot_ref, store_boundary,
-    store_rc, store_ref, str_arg, write_results,
+use super::args::{
+    byte_slices, code_of, keys_arg, replica_config, results_arg, slice_arg, slot_ref, store_ref, str_arg, write_results,
 };
+use super::ops::{batch_put_from, check_len, install, put_from, put_parts};
+use super::types::{mooncake_replicate_config_t, mooncake_store_t};
+use crate::ffi::boundary::{StoreCodes, ffi_fn};
+use crate::ffi::codes::store_code;
 use crate::store::{ByteRange, ErrorCode, Store, StoreError};
 
 /// Internal error (also: a bug caught at the library boundary).
@@ -97,10 +99,11 @@ pub unsafe extern "C" fn mooncake_store_put_ex(
     soft_pin_ttl_ms: i64,
     upsert: c_int,
 ) -> c_int {
-    let mut part = value;
-    // SAFETY: forwarded caller guarantees (`value` readable for `size` bytes); `part` and
-    // `size` are one-element arrays on this stack frame.
-    unsafe { mooncake_store_put_parts(store, key, &mut part, &size, 1, config, soft_pin_ttl_ms, upsert) }
+    ffi_fn!(StoreCodes, {
+        // SAFETY: forwarded caller guarantees (`value` readable for `size` bytes); `value`
+        // and `size` are the one part and its size, on this stack frame.
+        unsafe { put_parts(store, key, &value, &size, 1, config, soft_pin_ttl_ms, upsert) }
+    })
 }
 
 /// Stores the concatenation of `count` parts (`parts[i]`, `sizes[i]` bytes each, copied during
@@ -122,32 +125,10 @@ pub unsafe extern "C" fn mooncake_store_put_parts(
     soft_pin_ttl_ms: i64,
     upsert: c_int,
 ) -> c_int {
-    store_rc("mooncake_store_put_parts", || {
-        let client = store_ref(store)?;
+    ffi_fn!(StoreCodes, {
         // SAFETY: forwarded caller guarantees.
-        let (key, config, parts, sizes) = unsafe {
-            (
-                str_arg(key, "key")?,
-                replica_config(config, soft_pin_ttl_ms)?,
-                slice_arg(parts, count, "parts")?,
-                slice_arg(sizes, count, "sizes")?,
-            )
-        };
-        let parts = byte_slices(parts, sizes, "parts")?;
-        client.put_parts(key, &parts, &config, upsert != 0)
+        unsafe { put_parts(store, key, parts, sizes, count, config, soft_pin_ttl_ms, upsert) }
     })
-}
-
-/// Borrows each (pointer, size) pair as bytes.
-fn byte_slices<'a>(ptrs: &[*const c_void], sizes: &[usize], what: &str) -> Result<Vec<&'a [u8]>, StoreError> {
-    ptrs.iter()
-        .zip(sizes)
-        .enumerate()
-        .map(|(i, (&p, &n))| {
-            // SAFETY: the caller guarantees each pointer readable for its size during the call.
-            unsafe { slice_arg(p as *const u8, n, &format!("{what}[{i}]")) }
-        })
-        .collect()
 }
 
 /// Stores `count` values (`values[i]`, `sizes[i]` bytes, copied during the call) under
@@ -170,7 +151,7 @@ pub unsafe extern "C" fn mooncake_store_put_batch(
     upsert: c_int,
     results_out: *mut c_int,
 ) -> c_int {
-    store_rc("mooncake_store_put_batch", || {
+    ffi_fn!(StoreCodes, |name| {
         let client = store_ref(store)?;
         results_arg(results_out, count)?;
         if values.is_null() || sizes.is_null() {
@@ -185,13 +166,11 @@ pub unsafe extern "C" fn mooncake_store_put_batch(
                 slice_arg(sizes, count, "sizes")?,
             )
         };
-        let values = byte_slices(values, sizes, "values")?;
+        // SAFETY: forwarded caller guarantee: each value is readable for its size.
+        let values = unsafe { byte_slices(values, sizes, "values")? };
         let items: Vec<(&str, &[u8])> = keys.into_iter().zip(values).collect();
-        let results: Vec<c_int> = client
-            .put_batch(&items, &config, upsert != 0)
-            .iter()
-            .map(|r| code_of("mooncake_store_put_batch", r))
-            .collect();
+        let results: Vec<c_int> =
+            client.put_batch(&items, &config, upsert != 0).iter().map(|r| code_of(name, r)).collect();
         check_len(results.len(), count)?;
         // SAFETY: `results_out` is writable for `count` entries (caller guarantee).
         unsafe { write_results(results_out, &results) };
@@ -214,12 +193,9 @@ pub unsafe extern "C" fn mooncake_store_put_from_ex(
     soft_pin_ttl_ms: i64,
     upsert: c_int,
 ) -> c_int {
-    store_rc("mooncake_store_put_from", || {
-        let client = store_ref(store)?;
+    ffi_fn!(StoreCodes, {
         // SAFETY: forwarded caller guarantees.
-        let (key, config) = unsafe { (str_arg(key, "key")?, replica_config(config, soft_pin_ttl_ms)?) };
-        let addr = range_arg(buffer, size, "buffer")?;
-        client.put_from(key, addr, size as u64, &config, upsert != 0)
+        unsafe { put_from(store, key, buffer, size, config, soft_pin_ttl_ms, upsert) }
     })
 }
 
@@ -240,21 +216,11 @@ pub unsafe extern "C" fn mooncake_store_batch_put_from_ex(
     upsert: c_int,
     results_out: *mut c_int,
 ) -> c_int {
-    store_rc("mooncake_store_batch_put_from", || {
-        let client = store_ref(store)?;
-        results_arg(results_out, count)?;
+    ffi_fn!(StoreCodes, |name| {
         // SAFETY: forwarded caller guarantees.
-        let (items, config) =
-            unsafe { (key_buffers(keys, buffers, sizes, count)?, replica_config(config, soft_pin_ttl_ms)?) };
-        let results: Vec<c_int> = client
-            .batch_put_from(&items, &config, upsert != 0)
-            .iter()
-            .map(|r| code_of("mooncake_store_batch_put_from", r))
-            .collect();
-        check_len(results.len(), count)?;
-        // SAFETY: `results_out` is writable for `count` entries (caller guarantee).
-        unsafe { write_results(results_out, &results) };
-        Ok(())
+        unsafe {
+            batch_put_from(name, store, keys, buffers, sizes, count, config, soft_pin_ttl_ms, upsert, results_out)
+        }
     })
 }
 
@@ -271,7 +237,7 @@ pub unsafe extern "C" fn mooncake_store_get_buffer(
     key: *const c_char,
     out: *mut *mut mooncake_store_buffer_t,
 ) -> i64 {
-    store_boundary("mooncake_store_get_buffer", i64::from, || {
+    ffi_fn!(StoreCodes, {
         if out.is_null() {
             return Err(StoreError::invalid("out is NULL"));
         }
@@ -304,7 +270,7 @@ pub unsafe extern "C" fn mooncake_store_batch_get_buffer(
     out: *mut *mut mooncake_store_buffer_t,
     results_out: *mut i64,
 ) -> c_int {
-    store_rc("mooncake_store_batch_get_buffer", || {
+    ffi_fn!(StoreCodes, |name| {
         let client = store_ref(store)?;
         results_arg(results_out, count)?;
         results_arg(out, count)?;
@@ -319,8 +285,8 @@ pub unsafe extern "C" fn mooncake_store_batch_get_buffer(
                     (Box::into_raw(Box::new(mooncake_store_buffer { data })), n)
                 }
                 Err(e) => {
-                    tracing::debug!("mooncake_store_batch_get_buffer: {e}");
-                    (std::ptr::null_mut(), i64::from(e.code()))
+                    tracing::debug!("{name}: {e}");
+                    (std::ptr::null_mut(), i64::from(store_code(e.code)))
                 }
             };
             // SAFETY: `i < count`; both arrays are writable for `count` entries.
@@ -340,11 +306,13 @@ pub unsafe extern "C" fn mooncake_store_batch_get_buffer(
 /// `buffer` must be NULL or a live buffer from `mooncake_store_get_buffer`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mooncake_store_buffer_data(buffer: *const mooncake_store_buffer_t) -> *const c_void {
-    if buffer.is_null() {
-        return std::ptr::null();
-    }
-    // SAFETY: a live buffer (caller guarantee).
-    unsafe { (*buffer).data.as_ptr() as *const c_void }
+    ffi_fn!(StoreCodes, {
+        if buffer.is_null() {
+            return Ok(std::ptr::null());
+        }
+        // SAFETY: a live buffer (caller guarantee).
+        Ok(unsafe { (*buffer).data.as_ptr() as *const c_void })
+    })
 }
 
 /// The length of `buffer` in bytes (0 for NULL). Thread-safe for concurrent readers.
@@ -353,11 +321,13 @@ pub unsafe extern "C" fn mooncake_store_buffer_data(buffer: *const mooncake_stor
 /// `buffer` must be NULL or a live buffer from `mooncake_store_get_buffer`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mooncake_store_buffer_size(buffer: *const mooncake_store_buffer_t) -> usize {
-    if buffer.is_null() {
-        return 0;
-    }
-    // SAFETY: a live buffer (caller guarantee).
-    unsafe { (*buffer).data.len() }
+    ffi_fn!(StoreCodes, else 0, {
+        if buffer.is_null() {
+            return Ok(0);
+        }
+        // SAFETY: a live buffer (caller guarantee).
+        Ok(unsafe { (*buffer).data.len() })
+    })
 }
 
 /// Frees a buffer of `mooncake_store_get_buffer`; NULL is a no-op. It must not be used
@@ -367,10 +337,13 @@ pub unsafe extern "C" fn mooncake_store_buffer_size(buffer: *const mooncake_stor
 /// `buffer` must be NULL or a live buffer from `mooncake_store_get_buffer`, freed only once.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mooncake_store_buffer_free(buffer: *mut mooncake_store_buffer_t) {
-    if !buffer.is_null() {
-        // SAFETY: made by `Box::into_raw` in this file, freed once (caller guarantee).
-        drop(unsafe { Box::from_raw(buffer) });
-    }
+    ffi_fn!(StoreCodes, {
+        if !buffer.is_null() {
+            // SAFETY: made by `Box::into_raw` in this file, freed once (caller guarantee).
+            drop(unsafe { Box::from_raw(buffer) });
+        }
+        Ok(())
+    })
 }
 
 /// Reads `count` byte ranges of `key`'s value into `buffer` (registered memory, or copied
@@ -393,7 +366,7 @@ pub unsafe extern "C" fn mooncake_store_get_into_ranges(
     count: usize,
     results_out: *mut i64,
 ) -> c_int {
-    store_rc("mooncake_store_get_into_ranges", || {
+    ffi_fn!(StoreCodes, {
         let client = store_ref(store)?;
         results_arg(results_out, count)?;
         // SAFETY: forwarded caller guarantees.
@@ -407,12 +380,12 @@ pub unsafe extern "C" fn mooncake_store_get_into_ranges(
             Ok(per_range) => per_range
                 .into_iter()
                 .map(|r| match r {
-                    Ok(n) => i64::try_from(n).unwrap_or(i64::from(ErrorCode::InternalError.code())),
-                    Err(e) => i64::from(e.code()),
+                    Ok(n) => i64::try_from(n).unwrap_or(i64::from(store_code(ErrorCode::InternalError))),
+                    Err(e) => i64::from(store_code(e.code)),
                 })
                 .collect(),
             Err(e) => {
-                let code = i64::from(e.code());
+                let code = i64::from(store_code(e.code));
                 // SAFETY: `results_out` is writable for `count` entries (caller guarantee).
                 unsafe { write_results(results_out, &vec![code; count]) };
                 return Err(e);
@@ -431,7 +404,7 @@ pub unsafe extern "C" fn mooncake_store_get_into_ranges(
 /// Idempotent; a handle never set up returns 0. Returns 0 or a negative code. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn mooncake_store_close(store: mooncake_store_t) -> c_int {
-    store_rc("mooncake_store_close", || {
+    ffi_fn!(StoreCodes, {
         let client = slot_ref(store)?.client_now();
         match client {
             Some(c) => c.close(),
@@ -457,7 +430,7 @@ pub unsafe extern "C" fn mooncake_store_setup_dummy(
     local_buffer_size: u64,
     server_address: *const c_char,
 ) -> c_int {
-    store_rc("mooncake_store_setup_dummy", || {
+    ffi_fn!(StoreCodes, {
         let slot = slot_ref(store)?;
         // SAFETY: NUL-terminated string (caller guarantee).
         let server = unsafe { str_arg(server_address, "server_address")? };
@@ -480,7 +453,7 @@ pub unsafe extern "C" fn mooncake_store_alloc_from_mem_pool(
     size: u64,
     addr_out: *mut u64,
 ) -> c_int {
-    store_rc("mooncake_store_alloc_from_mem_pool", || {
+    ffi_fn!(StoreCodes, {
         if addr_out.is_null() {
             return Err(StoreError::invalid("addr_out is NULL"));
         }
@@ -526,7 +499,7 @@ mod tests {
         for code in ErrorCode::ALL {
             let found = constants.iter().find(|(c, _)| *c == code);
             let (_, value) = found.unwrap_or_else(|| panic!("no MOONCAKE_STORE_{} constant", code.name()));
-            assert_eq!(*value, code.code(), "MOONCAKE_STORE_{}", code.name());
+            assert_eq!(*value, store_code(code), "MOONCAKE_STORE_{}", code.name());
         }
         assert_eq!(constants.len(), ErrorCode::ALL.len());
     }

@@ -7,37 +7,19 @@
 //! UTF-8 are `INVALID_PARAMS` (-600); so is every call other than setup and
 //! `mooncake_store_health_check` on a handle that is not set up. (Mooncake's own C functions
 //! return -1 for NULL arguments; -600 says the same thing with Mooncake's store code.)
-#![allow(non_camel_case_types)] // Mooncake's C names are the contract.
 
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::Arc;
 
-use super::boundary::write_c_string;
-use super::store_args::*;
-use crate::store::{ErrorCode, Store, StoreConfig, StoreError, StoreResult};
-
-/// A store client handle, from `mooncake_store_create`.
-pub type mooncake_store_t = *mut c_void;
-
-/// Where and how many replicas a put asks for. A NULL pointer in its place means one replica,
-/// no pin.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct mooncake_replicate_config {
-    /// Replicas on distinct segments (at least 1). With fewer segments than asked for, the
-    /// put still succeeds with one replica per segment, as in Mooncake.
-    pub replica_num: usize,
-    /// Non-zero: soft pin (evicted only after every unpinned object).
-    pub with_soft_pin: c_int,
-    /// Non-zero: hard pin (never evicted; still removable).
-    pub with_hard_pin: c_int,
-    /// `preferred_segments_count` segment names (a client's `get_hostname()`), tried first, in
-    /// order; NUL-terminated strings read during the call. May be NULL when the count is 0.
-    pub preferred_segments: *mut *const c_char,
-    pub preferred_segments_count: usize,
-}
-pub type mooncake_replicate_config_t = mooncake_replicate_config;
+use super::args::{
+    STORES, StoreSlot, key_buffers, keys_arg, params, range_arg, results_arg, slot_ref, store_ref, str_arg, str_or,
+    write_results,
+};
+use super::ops::{batch_put_from, check_len, put_from, put_parts, set_up};
+use super::types::{mooncake_replicate_config_t, mooncake_store_t};
+use crate::ffi::args::write_c_string;
+use crate::ffi::boundary::{StoreCodes, ffi_fn};
+use crate::ffi::codes::store_code;
+use crate::store::{ErrorCode, StoreConfig, StoreError};
 
 /// Creates a store client handle that is not set up yet (`mooncake_store_setup` or
 /// `mooncake_store_init_all` connect it). Returns the handle, owned by the caller and released
@@ -45,16 +27,7 @@ pub type mooncake_replicate_config_t = mooncake_replicate_config;
 /// be used from any thread, by several at once.
 #[unsafe(no_mangle)]
 pub extern "C" fn mooncake_store_create() -> mooncake_store_t {
-    store_boundary(
-        "mooncake_store_create",
-        |_| std::ptr::null_mut(),
-        || {
-            let slot = Arc::new(StoreSlot::default());
-            let handle = Arc::as_ptr(&slot) as usize;
-            STORES.write().get_or_insert_with(HashMap::new).insert(handle, slot);
-            Ok(handle as mooncake_store_t)
-        },
-    )
+    ffi_fn!(StoreCodes, { Ok(STORES.insert(StoreSlot::default())) })
 }
 
 /// Closes the client (as `mooncake_store_close`: its segment is withdrawn from the pool and
@@ -63,25 +36,16 @@ pub extern "C" fn mooncake_store_create() -> mooncake_store_t {
 /// other threads finish first.
 #[unsafe(no_mangle)]
 pub extern "C" fn mooncake_store_destroy(store: mooncake_store_t) {
-    store_boundary(
-        "mooncake_store_destroy",
-        |_| (),
-        || {
-            if store.is_null() {
-                return Ok(());
-            }
-            let slot = STORES
-                .write()
-                .as_mut()
-                .and_then(|m| m.remove(&(store as usize)))
-                .ok_or_else(|| StoreError::invalid(format!("store {store:p} is not a live store handle")))?;
-            let client = slot.client.write().take();
-            if let Some(client) = client {
-                client.close()?;
-            }
-            Ok(())
-        },
-    )
+    ffi_fn!(StoreCodes, {
+        let Some(slot) = STORES.remove(store)? else {
+            return Ok(());
+        };
+        let client = slot.client.write().take();
+        if let Some(client) = client {
+            client.close()?;
+        }
+        Ok(())
+    })
 }
 
 /// Connects the handle to the master at `master_server_addr` (`"host:port"`; NULL:
@@ -110,7 +74,7 @@ pub unsafe extern "C" fn mooncake_store_setup(
     device_name: *const c_char,
     master_server_addr: *const c_char,
 ) -> c_int {
-    store_rc("mooncake_store_setup", || {
+    ffi_fn!(StoreCodes, {
         let slot = slot_ref(store)?;
         // SAFETY: NUL-terminated strings or NULL (caller guarantee), read during the call.
         let config = unsafe {
@@ -128,23 +92,6 @@ pub unsafe extern "C" fn mooncake_store_setup(
     })
 }
 
-/// Sets `slot` up with `config`, closing a client it held before.
-pub(crate) fn set_up(slot: &StoreSlot, config: &StoreConfig) -> StoreResult<()> {
-    if config.local_hostname.is_empty() {
-        return Err(StoreError::invalid("local_hostname is empty"));
-    }
-    install(slot, Store::setup(config)?);
-    Ok(())
-}
-
-/// Puts `client` into `slot`, closing the client it held before.
-pub(crate) fn install(slot: &StoreSlot, client: Store) {
-    let old = slot.client.write().replace(Arc::new(client));
-    if let Some(Err(e)) = old.map(|old| old.close()) {
-        tracing::warn!("closing the client this setup replaced: {e}");
-    }
-}
-
 /// Mooncake's `initAll`: sets up a handle that is not set up yet with Mooncake's fixed
 /// values: `local_hostname` `"localhost:12345"`, metadata `"127.0.0.1:2379"` (etcd), master
 /// `"127.0.0.1:50051"`, a 1 GiB staging buffer, and `mount_segment_size` bytes contributed.
@@ -160,7 +107,7 @@ pub unsafe extern "C" fn mooncake_store_init_all(
     device_name: *const c_char,
     mount_segment_size: u64,
 ) -> c_int {
-    store_rc("mooncake_store_init_all", || {
+    ffi_fn!(StoreCodes, {
         let slot = slot_ref(store)?;
         // SAFETY: NUL-terminated strings or NULL (caller guarantee).
         let (protocol, device) =
@@ -185,11 +132,7 @@ pub unsafe extern "C" fn mooncake_store_init_all(
 /// `INVALID_PARAMS` for a NULL or stale handle. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn mooncake_store_health_check(store: mooncake_store_t) -> c_int {
-    store_boundary(
-        "mooncake_store_health_check",
-        |c| c,
-        || Ok(slot_ref(store)?.client_now().map_or(1, |c| c.health_check())),
-    )
+    ffi_fn!(StoreCodes, { Ok(slot_ref(store)?.client_now().map_or(1, |c| c.health_check())) })
 }
 
 // ---- put -------------------------------------------------------------------------------------
@@ -211,8 +154,11 @@ pub unsafe extern "C" fn mooncake_store_put(
     size: usize,
     config: *const mooncake_replicate_config_t,
 ) -> c_int {
-    // SAFETY: forwarded caller guarantees.
-    unsafe { super::store_extras::mooncake_store_put_ex(store, key, value, size, config, -1, 0) }
+    ffi_fn!(StoreCodes, {
+        // SAFETY: forwarded caller guarantees (`value` readable for `size` bytes); `value`
+        // and `size` are the one part and its size, on this stack frame.
+        unsafe { put_parts(store, key, &value, &size, 1, config, -1, 0) }
+    })
 }
 
 /// Stores `size` bytes of `buffer`, a range inside a buffer registered with
@@ -230,8 +176,10 @@ pub unsafe extern "C" fn mooncake_store_put_from(
     size: usize,
     config: *const mooncake_replicate_config_t,
 ) -> c_int {
-    // SAFETY: forwarded caller guarantees.
-    unsafe { super::store_extras::mooncake_store_put_from_ex(store, key, buffer, size, config, -1, 0) }
+    ffi_fn!(StoreCodes, {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { put_from(store, key, buffer, size, config, -1, 0) }
+    })
 }
 
 /// `mooncake_store_put_from` for `count` keys at once: `keys[i]` from `sizes[i]` bytes at
@@ -252,20 +200,10 @@ pub unsafe extern "C" fn mooncake_store_batch_put_from(
     config: *const mooncake_replicate_config_t,
     results_out: *mut c_int,
 ) -> c_int {
-    // SAFETY: forwarded caller guarantees.
-    unsafe {
-        super::store_extras::mooncake_store_batch_put_from_ex(
-            store,
-            keys,
-            buffers,
-            sizes,
-            count,
-            config,
-            -1,
-            0,
-            results_out,
-        )
-    }
+    ffi_fn!(StoreCodes, |name| {
+        // SAFETY: forwarded caller guarantees.
+        unsafe { batch_put_from(name, store, keys, buffers, sizes, count, config, -1, 0, results_out) }
+    })
 }
 
 // ---- get -------------------------------------------------------------------------------------
@@ -285,7 +223,7 @@ pub unsafe extern "C" fn mooncake_store_get_into(
     buffer: *mut c_void,
     size: usize,
 ) -> i64 {
-    store_boundary("mooncake_store_get_into", i64::from, || {
+    ffi_fn!(StoreCodes, {
         let client = store_ref(store)?;
         // SAFETY: NUL-terminated string (caller guarantee).
         let key = unsafe { str_arg(key, "key")? };
@@ -311,7 +249,7 @@ pub unsafe extern "C" fn mooncake_store_batch_get_into(
     count: usize,
     results_out: *mut i64,
 ) -> c_int {
-    store_rc("mooncake_store_batch_get_into", || {
+    ffi_fn!(StoreCodes, |name| {
         let client = store_ref(store)?;
         results_arg(results_out, count)?;
         // SAFETY: forwarded caller guarantees.
@@ -320,10 +258,10 @@ pub unsafe extern "C" fn mooncake_store_batch_get_into(
             .batch_get_into(&items)
             .into_iter()
             .map(|r| match r {
-                Ok(n) => i64::try_from(n).unwrap_or(i64::from(ErrorCode::InternalError.code())),
+                Ok(n) => i64::try_from(n).unwrap_or(i64::from(store_code(ErrorCode::InternalError))),
                 Err(e) => {
-                    tracing::debug!("mooncake_store_batch_get_into: {e}");
-                    i64::from(e.code())
+                    tracing::debug!("{name}: {e}");
+                    i64::from(store_code(e.code))
                 }
             })
             .collect();
@@ -332,14 +270,6 @@ pub unsafe extern "C" fn mooncake_store_batch_get_into(
         unsafe { write_results(results_out, &results) };
         Ok(())
     })
-}
-
-/// A batch answer must have one entry per key.
-pub(crate) fn check_len(got: usize, want: usize) -> StoreResult<()> {
-    if got != want {
-        return Err(StoreError::new(ErrorCode::InternalError, format!("{got} results for {want} keys")));
-    }
-    Ok(())
 }
 
 // ---- queries ---------------------------------------------------------------------------------
@@ -351,19 +281,15 @@ pub(crate) fn check_len(got: usize, want: usize) -> StoreResult<()> {
 /// `key` must be NULL or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mooncake_store_is_exist(store: mooncake_store_t, key: *const c_char) -> c_int {
-    store_boundary(
-        "mooncake_store_is_exist",
-        |c| c,
-        || {
-            let client = store_ref(store)?;
-            // SAFETY: NUL-terminated string (caller guarantee).
-            let key = unsafe { str_arg(key, "key")? };
-            if key.is_empty() {
-                return Ok(0); // Mooncake: an empty key exists nowhere
-            }
-            Ok(c_int::from(client.is_exist(key)?))
-        },
-    )
+    ffi_fn!(StoreCodes, {
+        let client = store_ref(store)?;
+        // SAFETY: NUL-terminated string (caller guarantee).
+        let key = unsafe { str_arg(key, "key")? };
+        if key.is_empty() {
+            return Ok(0); // Mooncake: an empty key exists nowhere
+        }
+        Ok(c_int::from(client.is_exist(key)?))
+    })
 }
 
 /// `mooncake_store_is_exist` for `count` keys: 1, 0 or a negative code in `results_out[i]`;
@@ -378,7 +304,7 @@ pub unsafe extern "C" fn mooncake_store_batch_is_exist(
     count: usize,
     results_out: *mut c_int,
 ) -> c_int {
-    store_rc("mooncake_store_batch_is_exist", || {
+    ffi_fn!(StoreCodes, {
         let client = store_ref(store)?;
         results_arg(results_out, count)?;
         // SAFETY: forwarded caller guarantee.
@@ -391,8 +317,8 @@ pub unsafe extern "C" fn mooncake_store_batch_is_exist(
                 true => 0,
                 false => match answers.next() {
                     Some(Ok(found)) => c_int::from(found),
-                    Some(Err(e)) => e.code(),
-                    None => ErrorCode::InternalError.code(),
+                    Some(Err(e)) => store_code(e.code),
+                    None => store_code(ErrorCode::InternalError),
                 },
             })
             .collect();
@@ -409,7 +335,7 @@ pub unsafe extern "C" fn mooncake_store_batch_is_exist(
 /// `key` must be NULL or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mooncake_store_get_size(store: mooncake_store_t, key: *const c_char) -> i64 {
-    store_boundary("mooncake_store_get_size", i64::from, || {
+    ffi_fn!(StoreCodes, {
         let client = store_ref(store)?;
         // SAFETY: NUL-terminated string (caller guarantee).
         let key = unsafe { str_arg(key, "key")? };
@@ -432,7 +358,7 @@ pub unsafe extern "C" fn mooncake_store_get_hostname(
     buf_out: *mut c_char,
     buf_len: usize,
 ) -> c_int {
-    store_rc("mooncake_store_get_hostname", || {
+    ffi_fn!(StoreCodes, {
         let client = store_ref(store)?;
         // SAFETY: writable for `buf_len` bytes (caller guarantee).
         unsafe { write_c_string(buf_out, buf_len, &client.hostname()) }.map_err(params)
@@ -449,7 +375,7 @@ pub unsafe extern "C" fn mooncake_store_get_hostname(
 /// `key` must be NULL or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mooncake_store_remove(store: mooncake_store_t, key: *const c_char, force: c_int) -> c_int {
-    store_rc("mooncake_store_remove", || {
+    ffi_fn!(StoreCodes, {
         let client = store_ref(store)?;
         // SAFETY: NUL-terminated string (caller guarantee).
         let key = unsafe { str_arg(key, "key")? };
@@ -472,7 +398,7 @@ pub unsafe extern "C" fn mooncake_store_remove_by_regex(
     pattern: *const c_char,
     force: c_int,
 ) -> i64 {
-    store_boundary("mooncake_store_remove_by_regex", i64::from, || {
+    ffi_fn!(StoreCodes, {
         let client = store_ref(store)?;
         // SAFETY: NUL-terminated string (caller guarantee).
         let pattern = unsafe { str_arg(pattern, "pattern")? };
@@ -484,7 +410,7 @@ pub unsafe extern "C" fn mooncake_store_remove_by_regex(
 /// how many were removed, or a negative code. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn mooncake_store_remove_all(store: mooncake_store_t, force: c_int) -> i64 {
-    store_boundary("mooncake_store_remove_all", i64::from, || store_ref(store)?.remove_all(force != 0))
+    ffi_fn!(StoreCodes, { store_ref(store)?.remove_all(force != 0) })
 }
 
 // ---- buffers ---------------------------------------------------------------------------------
@@ -495,7 +421,7 @@ pub extern "C" fn mooncake_store_remove_all(store: mooncake_store_t, force: c_in
 /// registered one). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn mooncake_store_register_buffer(store: mooncake_store_t, buffer: *mut c_void, size: usize) -> c_int {
-    store_rc("mooncake_store_register_buffer", || {
+    ffi_fn!(StoreCodes, {
         let client = store_ref(store)?;
         if buffer.is_null() || size == 0 {
             return Err(StoreError::invalid(format!("cannot register {size} bytes at {buffer:p}")));
@@ -509,5 +435,5 @@ pub extern "C" fn mooncake_store_register_buffer(store: mooncake_store_t, buffer
 /// finishes first.
 #[unsafe(no_mangle)]
 pub extern "C" fn mooncake_store_unregister_buffer(store: mooncake_store_t, buffer: *mut c_void) -> c_int {
-    store_rc("mooncake_store_unregister_buffer", || store_ref(store)?.unregister_buffer(buffer as u64))
+    ffi_fn!(StoreCodes, { store_ref(store)?.unregister_buffer(buffer as u64) })
 }

@@ -2,10 +2,15 @@
 
 use std::ffi::{c_char, c_int};
 
-use super::boundary::{FfiResult, boundary, c_str, engine_ref, ffi_err};
+use super::args::engine_ref;
 use super::types::{segment_id_t, transfer_engine_t};
-use crate::error::Code;
+use crate::ffi::args::c_str;
+use crate::ffi::boundary::{EngineErr, FfiResult, ffi_fn};
 
+/// Opens `name` for `openSegment` (`refresh` false) and `openSegmentNoCache` (true).
+///
+/// # Safety
+/// `name` must be NULL or a NUL-terminated string readable during the call.
 unsafe fn open(engine: transfer_engine_t, name: *const c_char, refresh: bool) -> FfiResult<segment_id_t> {
     let engine = engine_ref(engine)?;
     // SAFETY: NUL-terminated string read during the call.
@@ -24,7 +29,7 @@ unsafe fn open(engine: transfer_engine_t, name: *const c_char, refresh: bool) ->
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn openSegment(engine: transfer_engine_t, segment_name: *const c_char) -> segment_id_t {
     // SAFETY: forwarded caller guarantees.
-    boundary("openSegment", Code::err, || unsafe { open(engine, segment_name, false) })
+    ffi_fn!(EngineErr, { unsafe { open(engine, segment_name, false) } })
 }
 
 /// Like `openSegment`, but fetches the descriptor again even when it is cached (the id of an
@@ -35,7 +40,7 @@ pub unsafe extern "C" fn openSegment(engine: transfer_engine_t, segment_name: *c
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn openSegmentNoCache(engine: transfer_engine_t, segment_name: *const c_char) -> segment_id_t {
     // SAFETY: forwarded caller guarantees.
-    boundary("openSegmentNoCache", Code::err, || unsafe { open(engine, segment_name, true) })
+    ffi_fn!(EngineErr, { unsafe { open(engine, segment_name, true) } })
 }
 
 /// Closes a segment id; later transfers to it are refused. `LOCAL_SEGMENT` is a no-op.
@@ -43,7 +48,7 @@ pub unsafe extern "C" fn openSegmentNoCache(engine: transfer_engine_t, segment_n
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn closeSegment(engine: transfer_engine_t, segment_id: segment_id_t) -> c_int {
-    ffi_err("closeSegment", || engine_ref(engine)?.close_segment(segment_id))
+    ffi_fn!(EngineErr, { engine_ref(engine)?.close_segment(segment_id) })
 }
 
 /// Pre-connects EFA endpoints; this build has no EFA, so it returns 0 (or
@@ -51,7 +56,7 @@ pub extern "C" fn closeSegment(engine: transfer_engine_t, segment_id: segment_id
 #[unsafe(no_mangle)]
 pub extern "C" fn warmupEfaSegment(engine: transfer_engine_t, segment_name: *const c_char) -> c_int {
     let _ = segment_name;
-    ffi_err("warmupEfaSegment", || engine_ref(engine).map(|_| ()))
+    ffi_fn!(EngineErr, { engine_ref(engine).map(|_| ()) })
 }
 
 /// Drops the cached descriptor of `segment_name` (as Mooncake's does; a name not cached is
@@ -62,7 +67,7 @@ pub extern "C" fn warmupEfaSegment(engine: transfer_engine_t, segment_name: *con
 /// Every pointer argument must be NULL or valid as described above for the whole call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn removeLocalSegment(engine: transfer_engine_t, segment_name: *const c_char) -> c_int {
-    ffi_err("removeLocalSegment", || {
+    ffi_fn!(EngineErr, {
         let engine = engine_ref(engine)?;
         // SAFETY: NUL-terminated string read during the call.
         let name = unsafe { c_str(segment_name, "segment_name")? };
@@ -74,5 +79,5 @@ pub unsafe extern "C" fn removeLocalSegment(engine: transfer_engine_t, segment_n
 /// (every segment is still tried). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn syncSegmentCache(engine: transfer_engine_t) -> c_int {
-    ffi_err("syncSegmentCache", || engine_ref(engine)?.sync_segment_cache())
+    ffi_fn!(EngineErr, { engine_ref(engine)?.sync_segment_cache() })
 }

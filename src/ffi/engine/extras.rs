@@ -6,12 +6,12 @@
 use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
-use super::batch::requests;
-use super::boundary::{FfiError, Outcome, boundary, c_str, engine_ref, ffi_err, record_last_error, set_last_error};
-use super::codes::{MOONCAKE_ERR_TIMEOUT, MOONCAKE_ERR_TRANSFER_FAILED};
+use super::args::{engine_ref, requests};
 use super::types::{batch_id_t, buffer_entry_t, notify_msg_t, segment_id_t, transfer_engine_t, transfer_request_t};
 use crate::engine::BatchOutcome;
-use crate::error::Code;
+use crate::ffi::args::c_str;
+use crate::ffi::boundary::{EngineErr, FfiError, Outcome, ffi_fn, record_last_error, set_last_error};
+use crate::ffi::codes::{MOONCAKE_ERR_TIMEOUT, MOONCAKE_ERR_TRANSFER_FAILED};
 
 /// The code of a waited-for batch's end; a failure or a timeout is recorded for
 /// `mooncake_last_error()` like any other failure.
@@ -41,13 +41,10 @@ fn outcome_code(func: &str, what: &str, outcome: BatchOutcome, timeout_ms: u64) 
 /// `ERR_INVALID_ARGUMENT` for a NULL engine or an unknown batch. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn mooncake_wait_batch(engine: transfer_engine_t, batch_id: batch_id_t, timeout_ms: u64) -> c_int {
-    let mut code = 0;
-    let rc = ffi_err("mooncake_wait_batch", || {
+    ffi_fn!(EngineErr, |name| {
         let outcome = engine_ref(engine)?.wait_batch(batch_id, Duration::from_millis(timeout_ms))?;
-        code = outcome_code("mooncake_wait_batch", &format!("batch {batch_id}"), outcome, timeout_ms);
-        Ok(())
-    });
-    if rc != 0 { rc } else { code }
+        Ok(outcome_code(name, &format!("batch {batch_id}"), outcome, timeout_ms))
+    })
 }
 
 /// Frees `batch_id` now when no task is in flight, else as soon as its last task has ended
@@ -55,7 +52,7 @@ pub extern "C" fn mooncake_wait_batch(engine: transfer_engine_t, batch_id: batch
 /// `ERR_INVALID_ARGUMENT` for a NULL engine or an unknown batch. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn mooncake_release_batch(engine: transfer_engine_t, batch_id: batch_id_t) -> c_int {
-    ffi_err("mooncake_release_batch", || engine_ref(engine)?.release_batch(batch_id))
+    ffi_fn!(EngineErr, { engine_ref(engine)?.release_batch(batch_id) })
 }
 
 /// Moves `count` requests (read during the call) as one batch and waits for all of them, at
@@ -75,8 +72,7 @@ pub unsafe extern "C" fn mooncake_transfer_sync(
     notify: *const notify_msg_t,
     timeout_ms: u64,
 ) -> c_int {
-    let mut code = 0;
-    let rc = ffi_err("mooncake_transfer_sync", || {
+    ffi_fn!(EngineErr, |name| {
         let engine = engine_ref(engine)?;
         // SAFETY: forwarded caller guarantees.
         let reqs = unsafe { requests(entries, count)? };
@@ -92,10 +88,8 @@ pub unsafe extern "C" fn mooncake_transfer_sync(
             Some((name.to_string(), msg.to_string()))
         };
         let outcome = engine.transfer_sync(&reqs, note, Duration::from_millis(timeout_ms))?;
-        code = outcome_code("mooncake_transfer_sync", &format!("{count} request(s)"), outcome, timeout_ms);
-        Ok(())
-    });
-    if rc != 0 { rc } else { code }
+        Ok(outcome_code(name, &format!("{count} request(s)"), outcome, timeout_ms))
+    })
 }
 
 /// Writes up to `*count` of the buffers segment `segment_id` publishes (its cached descriptor;
@@ -112,7 +106,7 @@ pub unsafe extern "C" fn mooncake_segment_buffers(
     buffers: *mut buffer_entry_t,
     count: *mut usize,
 ) -> c_int {
-    ffi_err("mooncake_segment_buffers", || {
+    ffi_fn!(EngineErr, {
         let engine = engine_ref(engine)?;
         if count.is_null() || buffers.is_null() {
             return Err(FfiError::invalid("buffers or count is NULL"));
@@ -141,7 +135,7 @@ pub unsafe extern "C" fn mooncake_segment_buffers(
 /// `segment_name` must be NULL or a NUL-terminated string (read during the call).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mooncake_send_probe(engine: transfer_engine_t, segment_name: *const c_char) -> c_int {
-    ffi_err("mooncake_send_probe", || {
+    ffi_fn!(EngineErr, {
         let engine = engine_ref(engine)?;
         // SAFETY: NUL-terminated string read during the call.
         let name = unsafe { c_str(segment_name, "segment_name")? };
@@ -175,7 +169,7 @@ pub unsafe extern "C" fn mooncake_local_topology(
     buf: *mut c_char,
     buf_len: usize,
 ) -> c_int {
-    boundary("mooncake_local_topology", Code::err, || {
+    ffi_fn!(EngineErr, {
         let devices = if device_names.is_null() {
             ""
         } else {

@@ -5,46 +5,18 @@
 
 use std::ffi::c_int;
 
-use super::boundary::{FfiError, FfiResult, boundary, c_slice, c_str, engine_ref, ffi_status, with_engine};
-use super::types::{
-    INVALID_BATCH, OPCODE_READ, OPCODE_WRITE, batch_id_t, notify_msg_t, transfer_engine_t, transfer_request,
-    transfer_status,
-};
-use crate::engine::TransferRequest;
-use crate::transport::Opcode;
+use super::args::{engine_ref, requests, with_engine};
+use super::types::{INVALID_BATCH, batch_id_t, notify_msg_t, transfer_engine_t, transfer_request, transfer_status};
+use crate::ffi::args::c_str;
+use crate::ffi::boundary::{EngineErr, EngineStatus, FfiError, ffi_fn};
+use crate::ffi::codes::task_state_code;
 
 /// Allocates a batch that holds `batch_size` tasks over all its submissions. Returns its id,
 /// or `INVALID_BATCH` (NULL engine, or not enough memory). Free it with `freeBatchID`.
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn allocateBatchID(engine: transfer_engine_t, batch_size: usize) -> batch_id_t {
-    boundary("allocateBatchID", |_| INVALID_BATCH, || engine_ref(engine)?.allocate_batch(batch_size))
-}
-
-/// Converts `count` C requests, refusing bad opcodes.
-///
-/// # Safety
-/// `entries` must be NULL or point to `count` readable requests.
-pub(super) unsafe fn requests(entries: *mut transfer_request, count: usize) -> FfiResult<Vec<TransferRequest>> {
-    // SAFETY: the caller passes `count` readable entries.
-    let list = unsafe { c_slice(entries as *const transfer_request, count, "entries")? };
-    list.iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let opcode = match e.opcode {
-                OPCODE_READ => Opcode::Read,
-                OPCODE_WRITE => Opcode::Write,
-                other => return Err(FfiError::invalid(format!("entry {i}: opcode {other} is neither READ nor WRITE"))),
-            };
-            Ok(TransferRequest {
-                opcode,
-                source: e.source as u64,
-                target_id: e.target_id,
-                target_offset: e.target_offset,
-                length: e.length,
-            })
-        })
-        .collect()
+    ffi_fn!(EngineErr, else INVALID_BATCH, { engine_ref(engine)?.allocate_batch(batch_size) })
 }
 
 /// Queues `count` transfers (read during the call) into `batch_id` and returns at once; poll
@@ -64,7 +36,7 @@ pub unsafe extern "C" fn submitTransfer(
     entries: *mut transfer_request,
     count: usize,
 ) -> c_int {
-    ffi_status("submitTransfer", || {
+    ffi_fn!(EngineStatus, {
         let engine = engine_ref(engine)?;
         // SAFETY: forwarded caller guarantees.
         let reqs = unsafe { requests(entries, count)? };
@@ -87,7 +59,7 @@ pub unsafe extern "C" fn submitTransferWithNotify(
     count: usize,
     notify_msg: notify_msg_t,
 ) -> c_int {
-    ffi_status("submitTransferWithNotify", || {
+    ffi_fn!(EngineStatus, {
         let engine = engine_ref(engine)?;
         // SAFETY: NUL-terminated strings read during the call.
         let name = unsafe { c_str(notify_msg.name, "notify_msg.name")? }.to_string();
@@ -113,14 +85,14 @@ pub unsafe extern "C" fn getTransferStatus(
     task_id: usize,
     status: *mut transfer_status,
 ) -> c_int {
-    ffi_status("getTransferStatus", || {
+    ffi_fn!(EngineStatus, {
         if status.is_null() {
             return Err(FfiError::invalid("status is NULL"));
         }
         let s = with_engine(engine, |e| e.task_status(batch_id, task_id))?;
         // SAFETY: `status` is non-NULL and points to a writable transfer_status.
         unsafe {
-            (*status).status = s.status;
+            (*status).status = task_state_code(s.status);
             (*status).transferred_bytes = s.transferred_bytes;
         }
         Ok(())
@@ -131,5 +103,5 @@ pub unsafe extern "C" fn getTransferStatus(
 /// freed), or 1 InvalidArgument (NULL engine, unknown batch). Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn freeBatchID(engine: transfer_engine_t, batch_id: batch_id_t) -> c_int {
-    ffi_status("freeBatchID", || engine_ref(engine)?.free_batch(batch_id))
+    ffi_fn!(EngineStatus, { engine_ref(engine)?.free_batch(batch_id) })
 }

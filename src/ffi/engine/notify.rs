@@ -3,9 +3,11 @@
 use std::ffi::{c_char, c_int};
 use std::ptr;
 
-use super::boundary::{FfiError, boundary, c_str, engine_ref, ffi_err};
+use super::args::engine_ref;
 use super::types::{notify_msg, notify_msg_t, transfer_engine_t};
 use crate::error::Code;
+use crate::ffi::args::c_str;
+use crate::ffi::boundary::{EngineErr, FfiError, ffi_fn};
 
 /// Copies `s` into a `malloc`ed NUL-terminated string (NULL when out of memory).
 fn malloc_c_string(s: &str) -> *mut c_char {
@@ -32,44 +34,45 @@ fn malloc_c_string(s: &str) -> *mut c_char {
 /// Every pointer argument must be NULL or valid as described above for the whole call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getNotifsFromEngine(engine: transfer_engine_t, size: *mut c_int) -> *mut notify_msg_t {
-    boundary(
-        "getNotifsFromEngine",
-        |_| ptr::null_mut(),
-        || {
-            if size.is_null() {
-                return Err(FfiError::invalid("size is NULL"));
+    ffi_fn!(EngineErr, {
+        if size.is_null() {
+            return Err(FfiError::invalid("size is NULL"));
+        }
+        // SAFETY: `size` is non-NULL and writable.
+        unsafe { *size = 0 };
+        let engine = engine_ref(engine)?;
+        let notes = engine.take_notifies();
+        if notes.is_empty() {
+            return Ok(ptr::null_mut());
+        }
+        let n = notes.len().min(c_int::MAX as usize);
+        // SAFETY: calloc of n entries; checked for NULL below.
+        let arr = unsafe { libc::calloc(n, std::mem::size_of::<notify_msg>()) } as *mut notify_msg;
+        if arr.is_null() {
+            return Err(FfiError::new(Code::Memory, format!("cannot allocate {n} notifications")));
+        }
+        for (i, (name, msg)) in notes.iter().take(n).enumerate() {
+            let entry = notify_msg { name: malloc_c_string(name), msg: malloc_c_string(msg) };
+            let failed = entry.name.is_null() || entry.msg.is_null();
+            // SAFETY: `i < n`, inside the calloc'ed array.
+            unsafe { arr.add(i).write(entry) };
+            if failed {
+                // SAFETY: `arr` holds `n` entries, NULL or malloc'ed strings.
+                unsafe { free_notifs(arr, n) };
+                return Err(FfiError::new(Code::Memory, "cannot allocate notification text"));
             }
-            // SAFETY: `size` is non-NULL and writable.
-            unsafe { *size = 0 };
-            let engine = engine_ref(engine)?;
-            let notes = engine.take_notifies();
-            if notes.is_empty() {
-                return Ok(ptr::null_mut());
-            }
-            let n = notes.len().min(c_int::MAX as usize);
-            // SAFETY: calloc of n entries; checked for NULL below.
-            let arr = unsafe { libc::calloc(n, std::mem::size_of::<notify_msg>()) } as *mut notify_msg;
-            if arr.is_null() {
-                return Err(FfiError::new(Code::Memory, format!("cannot allocate {n} notifications")));
-            }
-            for (i, (name, msg)) in notes.iter().take(n).enumerate() {
-                let entry = notify_msg { name: malloc_c_string(name), msg: malloc_c_string(msg) };
-                let failed = entry.name.is_null() || entry.msg.is_null();
-                // SAFETY: `i < n`, inside the calloc'ed array.
-                unsafe { arr.add(i).write(entry) };
-                if failed {
-                    // SAFETY: `arr` holds `n` entries, NULL or malloc'ed strings.
-                    unsafe { free_notifs(arr, n) };
-                    return Err(FfiError::new(Code::Memory, "cannot allocate notification text"));
-                }
-            }
-            // SAFETY: as above.
-            unsafe { *size = n as c_int };
-            Ok(arr)
-        },
-    )
+        }
+        // SAFETY: as above.
+        unsafe { *size = n as c_int };
+        Ok(arr)
+    })
 }
 
+/// Frees `size` entries of an array from `getNotifsFromEngine`, their strings, and the array.
+///
+/// # Safety
+/// `msg` must be an array of `getNotifsFromEngine` with at least `size` entries, each NULL or
+/// `malloc`ed strings, not freed before.
 unsafe fn free_notifs(msg: *mut notify_msg, size: usize) {
     for i in 0..size {
         // SAFETY: the caller passes an array of `size` entries from getNotifsFromEngine.
@@ -91,7 +94,7 @@ unsafe fn free_notifs(msg: *mut notify_msg, size: usize) {
 /// Every pointer argument must be NULL or valid as described above for the whole call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn freeNotifsMsgBuf(msg: *mut notify_msg_t, size: c_int) -> c_int {
-    ffi_err("freeNotifsMsgBuf", || {
+    ffi_fn!(EngineErr, {
         if msg.is_null() {
             return Ok(());
         }
@@ -118,7 +121,7 @@ pub unsafe extern "C" fn genNotifyInEngine(
     target_id: u64,
     notify_msg: notify_msg_t,
 ) -> c_int {
-    ffi_err("genNotifyInEngine", || {
+    ffi_fn!(EngineErr, {
         let engine = engine_ref(engine)?;
         // SAFETY: NUL-terminated strings read during the call.
         let name = unsafe { c_str(notify_msg.name, "notify_msg.name")? };

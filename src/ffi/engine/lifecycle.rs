@@ -3,20 +3,24 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
 
-use super::boundary::{
-    FfiError, boundary, c_str, engine_ref, ffi_err, register_engine, unregister_engine, write_c_string,
-};
+use super::args::{ENGINES, engine_ref};
 use super::types::{nic_load_stat_t, transfer_engine_t, transport_t};
 use crate::engine::{EngineOptions, TransferEngine};
+use crate::ffi::args::{c_str, write_c_string};
+use crate::ffi::boundary::{EngineErr, FfiError, ffi_fn};
 
 /// Creates an engine. `metadata_conn_string`: `"P2PHANDSHAKE"` (no server: the engine's
-/// segment name becomes `"<host of local_server_name>:<random port in 15000..17000>"`);
-/// `"http://…"`, `"etcd://…"` and `"redis://…"` are refused (NULL, `ERR_NOT_IMPLEMENTED` in
-/// `mooncake_last_error()`) in this build. `ip_or_host_name` (may be NULL) and `rpc_port` are
-/// ignored in P2P mode, as in Mooncake. `auto_discover` non-zero discovers the topology (see
+/// segment name becomes `"<host of local_server_name>:<random port in 15000..17000>"`),
+/// `"http://host:port/path"` (an HTTP metadata server), `"etcd://h1,h2"` or a bare
+/// `"host:port"` (etcd; builds with the `etcd` feature) or `"redis://host:port"` (builds with
+/// the `redis` feature): the segment name is then `local_server_name`. A scheme this build
+/// lacks the feature for, or an unknown one, makes the call return NULL with the reason in
+/// `mooncake_last_error()`. `ip_or_host_name` (may be NULL) and `rpc_port` are ignored in P2P
+/// mode, as in Mooncake. `auto_discover` non-zero discovers the topology (see
 /// `discoverTopology`; a file named by `MC_CUSTOM_TOPO_JSON` gives the NIC priority matrix
-/// instead) and installs tcp (this build has no RDMA transport). All strings are read during
-/// the call only.
+/// instead) and installs tcp, and rdma when the topology lists RDMA devices and they open
+/// (builds with the `rdma` feature, the default on x86_64; libibverbs is loaded at run time;
+/// without usable devices the engine has tcp only). All strings are read during the call only.
 /// Returns an engine handle, owned by the caller and released with `destroyTransferEngine`,
 /// or NULL on failure. Thread-safe; the handle may be used from any thread.
 ///
@@ -30,30 +34,26 @@ pub unsafe extern "C" fn createTransferEngine(
     rpc_port: u64,
     auto_discover: c_int,
 ) -> transfer_engine_t {
-    boundary(
-        "createTransferEngine",
-        |_| ptr::null_mut(),
-        || {
-            // SAFETY: the caller passes NUL-terminated strings (or NULL), read during the call.
-            let metadata = unsafe { c_str(metadata_conn_string, "metadata_conn_string")? };
+    ffi_fn!(EngineErr, {
+        // SAFETY: the caller passes NUL-terminated strings (or NULL), read during the call.
+        let metadata = unsafe { c_str(metadata_conn_string, "metadata_conn_string")? };
+        // SAFETY: as above.
+        let name = unsafe { c_str(local_server_name, "local_server_name")? };
+        let ip = if ip_or_host_name.is_null() {
+            ""
+        } else {
             // SAFETY: as above.
-            let name = unsafe { c_str(local_server_name, "local_server_name")? };
-            let ip = if ip_or_host_name.is_null() {
-                ""
-            } else {
-                // SAFETY: as above.
-                unsafe { c_str(ip_or_host_name, "ip_or_host_name")? }
-            };
-            let engine = TransferEngine::new(EngineOptions {
-                metadata: metadata.to_string(),
-                local_server_name: name.to_string(),
-                ip_or_host_name: ip.to_string(),
-                rpc_port,
-                auto_discover: auto_discover != 0,
-            })?;
-            Ok(register_engine(engine))
-        },
-    )
+            unsafe { c_str(ip_or_host_name, "ip_or_host_name")? }
+        };
+        let engine = TransferEngine::new(EngineOptions {
+            metadata: metadata.to_string(),
+            local_server_name: name.to_string(),
+            ip_or_host_name: ip.to_string(),
+            rpc_port,
+            auto_discover: auto_discover != 0,
+        })?;
+        Ok(ENGINES.insert(engine))
+    })
 }
 
 /// Destroys an engine: closes its listeners and connections, fails its queued transfers,
@@ -62,19 +62,12 @@ pub unsafe extern "C" fn createTransferEngine(
 /// Thread-safe; calls in flight on other threads finish first.
 #[unsafe(no_mangle)]
 pub extern "C" fn destroyTransferEngine(engine: transfer_engine_t) {
-    boundary(
-        "destroyTransferEngine",
-        |_| (),
-        || {
-            if engine.is_null() {
-                return Ok(());
-            }
-            let engine = unregister_engine(engine)
-                .ok_or_else(|| FfiError::invalid(format!("engine {engine:p} is not a live engine")))?;
+    ffi_fn!(EngineErr, {
+        if let Some(engine) = ENGINES.remove(engine)? {
             engine.shutdown();
-            Ok(())
-        },
-    )
+        }
+        Ok(())
+    })
 }
 
 /// Discovers the machine again from sysfs: NUMA nodes and their CPUs, network interfaces,
@@ -85,7 +78,7 @@ pub extern "C" fn destroyTransferEngine(engine: transfer_engine_t) {
 /// not an error), or `ERR_INVALID_ARGUMENT` for a NULL or stale engine. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn discoverTopology(engine: transfer_engine_t) -> c_int {
-    ffi_err("discoverTopology", || engine_ref(engine)?.discover_topology())
+    ffi_fn!(EngineErr, { engine_ref(engine)?.discover_topology() })
 }
 
 /// Writes `"ip:port"` of the handshake (RPC) port into `buf_out[0..buf_len]`, NUL-terminated.
@@ -96,16 +89,16 @@ pub extern "C" fn discoverTopology(engine: transfer_engine_t) -> c_int {
 /// Every pointer argument must be NULL or valid as described above for the whole call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn getLocalIpAndPort(engine: transfer_engine_t, buf_out: *mut c_char, buf_len: usize) -> c_int {
-    ffi_err("getLocalIpAndPort", || {
+    ffi_fn!(EngineErr, {
         let engine = engine_ref(engine)?;
         // SAFETY: the caller's buffer is writable for `buf_len` bytes.
         unsafe { write_c_string(buf_out, buf_len, &engine.local_ip_and_port()) }
     })
 }
 
-/// Installs a transport: `"tcp"`, or `"rdma"` (builds with the `rdma` feature, the default;
-/// NULL when libibverbs cannot be loaded or no device opens). Installing one twice returns the
-/// same handle. `"nvmeof"` and other device transports are not in this build: NULL, with
+/// Installs a transport: `"tcp"`, or `"rdma"` (builds with the `rdma` feature, the default on
+/// x86_64; libibverbs is loaded at run time: NULL when it cannot be loaded or no device
+/// opens). Installing one twice returns the same handle. `"nvmeof"` and other device transports are not in this build: NULL, with
 /// `mooncake_last_error()` saying so. `args` may be NULL; when `args` and `args[0]` are
 /// non-NULL, `args[0]` is a NUL-terminated NIC priority matrix in Mooncake's JSON
 /// (`{"cpu:0": [["mlx5_0"], ["mlx5_1"]], …}`), read during the call, that replaces the
@@ -124,24 +117,20 @@ pub unsafe extern "C" fn installTransport(
     proto: *const c_char,
     args: *mut *mut c_void,
 ) -> transport_t {
-    boundary(
-        "installTransport",
-        |_| ptr::null_mut(),
-        || {
-            let engine = engine_ref(engine)?;
-            // SAFETY: NUL-terminated string read during the call.
-            let proto = unsafe { c_str(proto, "proto")? };
-            // SAFETY: `args` is NULL or points to at least one readable pointer.
-            let first = if args.is_null() { ptr::null_mut() } else { unsafe { *args } };
-            let matrix = if first.is_null() {
-                None
-            } else {
-                // SAFETY: a non-NULL `args[0]` is a NUL-terminated string read during the call.
-                Some(unsafe { c_str(first as *const c_char, "args[0]")? })
-            };
-            Ok(engine.install_transport_with_matrix(proto, matrix)? as *mut c_void)
-        },
-    )
+    ffi_fn!(EngineErr, {
+        let engine = engine_ref(engine)?;
+        // SAFETY: NUL-terminated string read during the call.
+        let proto = unsafe { c_str(proto, "proto")? };
+        // SAFETY: `args` is NULL or points to at least one readable pointer.
+        let first = if args.is_null() { ptr::null_mut() } else { unsafe { *args } };
+        let matrix = if first.is_null() {
+            None
+        } else {
+            // SAFETY: a non-NULL `args[0]` is a NUL-terminated string read during the call.
+            Some(unsafe { c_str(first as *const c_char, "args[0]")? })
+        };
+        Ok(engine.install_transport_with_matrix(proto, matrix)? as *mut c_void)
+    })
 }
 
 /// Uninstalls a transport (its connections close and its queued transfers fail). Returns 0
@@ -152,7 +141,7 @@ pub unsafe extern "C" fn installTransport(
 /// Every pointer argument must be NULL or valid as described above for the whole call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn uninstallTransport(engine: transfer_engine_t, proto: *const c_char) -> c_int {
-    ffi_err("uninstallTransport", || {
+    ffi_fn!(EngineErr, {
         let engine = engine_ref(engine)?;
         // SAFETY: NUL-terminated string read during the call.
         let proto = unsafe { c_str(proto, "proto")? };
@@ -174,7 +163,7 @@ pub unsafe extern "C" fn getNicLoadStats(
     stats: *mut nic_load_stat_t,
     count: *mut usize,
 ) -> c_int {
-    ffi_err("getNicLoadStats", || {
+    ffi_fn!(EngineErr, {
         let engine = engine_ref(engine)?;
         if stats.is_null() || count.is_null() {
             return Err(FfiError::invalid("stats or count is NULL"));
@@ -203,7 +192,7 @@ pub unsafe extern "C" fn getNicLoadStats(
 /// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn enableGracefulShutdown(engine: transfer_engine_t) {
-    boundary("enableGracefulShutdown", |_| (), || engine_ref(engine)?.enable_graceful_shutdown())
+    ffi_fn!(EngineErr, { engine_ref(engine)?.enable_graceful_shutdown() })
 }
 
 /// Describes the engine's open links into `buf_out[0..buf_len]` (NUL-terminated): one line per
@@ -219,7 +208,7 @@ pub unsafe extern "C" fn showLinks(
     buf_len: usize,
     json: c_int,
 ) -> c_int {
-    ffi_err("showLinks", || {
+    ffi_fn!(EngineErr, {
         let engine = engine_ref(engine)?;
         // SAFETY: the caller's buffer is writable for `buf_len` bytes.
         unsafe { write_c_string(buf_out, buf_len, &engine.show_links(json != 0)) }

@@ -2,8 +2,10 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use super::boundary::{c_slice, c_str, engine_ref, ffi_err};
+use super::args::engine_ref;
 use super::types::{buffer_entry_t, transfer_engine_t};
+use crate::ffi::args::{c_slice, c_str};
+use crate::ffi::boundary::{EngineErr, ffi_fn};
 
 /// Registers `[addr, addr + length)`. `location`: `"cpu:<n>"`, `"cuda:<n>"` or `"*"` (read
 /// during the call); `"*"` is resolved to the NUMA node of the region's first page, as
@@ -26,7 +28,7 @@ pub unsafe extern "C" fn registerLocalMemory(
     location: *const c_char,
     remote_accessible: c_int,
 ) -> c_int {
-    ffi_err("registerLocalMemory", || {
+    ffi_fn!(EngineErr, {
         let engine = engine_ref(engine)?;
         // SAFETY: NUL-terminated string read during the call.
         let location = unsafe { c_str(location, "location")? };
@@ -39,7 +41,7 @@ pub unsafe extern "C" fn registerLocalMemory(
 /// `ERR_INVALID_ARGUMENT` for a NULL engine. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn unregisterLocalMemory(engine: transfer_engine_t, addr: *mut c_void) -> c_int {
-    ffi_err("unregisterLocalMemory", || engine_ref(engine)?.unregister_memory(addr as u64))
+    ffi_fn!(EngineErr, { engine_ref(engine)?.unregister_memory(addr as u64) })
 }
 
 /// Registers `buffer_len` remotely accessible regions from `buffer_list` (read during the call),
@@ -55,7 +57,7 @@ pub unsafe extern "C" fn registerLocalMemoryBatch(
     buffer_len: usize,
     location: *const c_char,
 ) -> c_int {
-    ffi_err("registerLocalMemoryBatch", || {
+    ffi_fn!(EngineErr, {
         let engine = engine_ref(engine)?;
         // SAFETY: NUL-terminated string read during the call.
         let location = unsafe { c_str(location, "location")? };
@@ -77,7 +79,7 @@ pub unsafe extern "C" fn unregisterLocalMemoryBatch(
     addr_list: *mut *mut c_void,
     addr_len: usize,
 ) -> c_int {
-    ffi_err("unregisterLocalMemoryBatch", || {
+    ffi_fn!(EngineErr, {
         let engine = engine_ref(engine)?;
         // SAFETY: the caller passes `addr_len` readable pointers.
         let list = unsafe { c_slice(addr_list as *const *mut c_void, addr_len, "addr_list")? };
