@@ -44,6 +44,8 @@ else
   echo "not root: building with the headers visible"
   cargo build --release --lib --bins --examples
 fi
+step "the release libraries hold no fake verbs device (feature rdma-fake is off)"
+bash ci/check-no-fake-verbs.sh target/release
 step "README.md's first command, verbatim"
 cmd=$(sed -n '/^```sh$/,/^```$/p' README.md | sed -n 2p | sed 's/ *#.*//')
 [ "$cmd" = "cargo run --release --example demo" ] || { echo "FAIL: README.md's first command is now: $cmd"; exit 1; }
@@ -53,6 +55,9 @@ MOONCAKE_REQUIRE_VERBS_HEADERS=1 bash ci/check-verbs-bindings.sh
 
 step "cargo clippy"
 cargo clippy --release --all-targets -- -D warnings
+# The fake verbs device outside cfg(test) and the benchmark that needs it (benches/rdma_slice.rs,
+# required-features). Lints only: nothing here replaces target/release's libraries.
+cargo clippy --release --lib --benches --features rdma-fake -- -D warnings
 step "cargo check without the rdma feature"
 CARGO_TARGET_DIR=$PWD/target/no-rdma cargo check --release --no-default-features --all-targets
 # The default build links no etcd or redis client (they are cargo features).
