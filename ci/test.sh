@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README.md): installs what is missing, checks that the repository stands
 # alone and that the default build needs no system headers (the first release build runs with
-# the verbs headers and libclang hidden), formatting and lints, every Rust test (unit, C ABI,
+# the verbs headers and libclang hidden) and holds no test scaffolding, formatting, lints, rustdoc
+# and a check with Cargo.toml's rust-version, every Rust test (unit, C ABI,
 # interop with Mooncake's wheel, network namespaces, leaks), the etcd/redis features against
 # real servers, the RDMA tests in a soft-RoCE guest (ci/test-rdma.sh), the C/C++ examples and
 # ABI checks, the packaging (ci/install.sh into a prefix; CMake and pkg-config), the Python
