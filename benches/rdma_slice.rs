@@ -11,9 +11,11 @@
 //! and its time divided by the slice count is the time per slice. No doorbell, DMA or CQE
 //! cache miss is in these figures (§ 10 adds them).
 //!
-//! `cargo bench --bench rdma_slice` runs them (the `rdma` feature is on by default);
+//! `cargo bench --features rdma-fake --bench rdma_slice` runs them (the fake is test
+//! scaffolding behind that feature, so that the release library ships without it);
 //! `-- --warm-up-time 1 --measurement-time 3` for a shorter run, and a name filter picks
-//! cases, e.g. `-- post/`. `cargo test --benches` runs each once, as a check.
+//! cases, e.g. `-- post/`. `cargo test --features rdma-fake --benches` runs each once, as a
+//! check.
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -27,8 +27,8 @@ fn create_refuses_null_and_unavailable_metadata() {
     // SAFETY: NULL is the case under test.
     assert!(unsafe { createTransferEngine(std::ptr::null(), host.as_ptr(), std::ptr::null(), 0, 1) }.is_null());
     assert!(last_error().starts_with("createTransferEngine") && last_error().contains("metadata_conn_string"));
-    // SAFETY: as above.
     assert!(
+        // SAFETY: as above.
         unsafe { createTransferEngine(c("P2PHANDSHAKE").as_ptr(), std::ptr::null(), std::ptr::null(), 0, 1) }.is_null()
     );
     assert!(last_error().contains("local_server_name"));
@@ -48,8 +48,8 @@ fn create_refuses_null_and_unavailable_metadata() {
         assert!(e.is_null(), "{conn} must be refused (service down, or not in this build)");
         assert!(last_error().starts_with("createTransferEngine") && last_error().contains(why), "{}", last_error());
     }
-    // SAFETY: valid strings; an empty host is refused.
     assert!(
+        // SAFETY: valid strings; an empty host is refused.
         unsafe { createTransferEngine(c("P2PHANDSHAKE").as_ptr(), c(":1").as_ptr(), std::ptr::null(), 0, 1) }.is_null()
     );
 }

@@ -265,8 +265,8 @@ fn configs_ttls_upserts_parts_and_batches() {
     let mut part_ptrs: Vec<*const c_void> = parts.iter().map(|p| p.as_ptr() as *const c_void).collect();
     let sizes: Vec<usize> = parts.iter().map(|p| p.len()).collect();
     let pk = c("parts");
-    // SAFETY: 3 parts with their sizes.
     assert_eq!(
+        // SAFETY: 3 parts with their sizes.
         unsafe {
             mooncake_store_put_parts(store, pk.as_ptr(), part_ptrs.as_mut_ptr(), sizes.as_ptr(), 3, null(), -1, 0)
         },
@@ -305,8 +305,8 @@ fn configs_ttls_upserts_parts_and_batches() {
     let mut gp: Vec<*const c_char> = gk.iter().map(|k| k.as_ptr()).collect();
     let mut bufs = [null_mut::<mooncake_store_buffer_t>(); 2];
     let mut lens = [0i64; 2];
-    // SAFETY: 2 keys, 2 writable outputs each.
     assert_eq!(
+        // SAFETY: 2 keys, 2 writable outputs each.
         unsafe { mooncake_store_batch_get_buffer(store, gp.as_mut_ptr(), 2, bufs.as_mut_ptr(), lens.as_mut_ptr()) },
         0
     );
@@ -354,8 +354,8 @@ fn zero_copy_batches_and_ranges_fill_results_arrays() {
     let mut bufs: Vec<*mut c_void> = unsafe { vec![base.add(0) as _, base.add(100) as _] };
     let sizes = [100usize, 200];
     let mut rc = [9 as c_int; 2];
-    // SAFETY: 2 keys, buffers, sizes, results.
     assert_eq!(
+        // SAFETY: 2 keys, buffers, sizes, results.
         unsafe {
             mooncake_store_batch_put_from(
                 store,
@@ -377,8 +377,8 @@ fn zero_copy_batches_and_ranges_fill_results_arrays() {
         unsafe { vec![base.add(65536) as _, base.add(131072) as _, base.add(196608) as _] };
     let gsizes = [4096usize, 4096, 100];
     let mut got = [9i64; 3];
-    // SAFETY: 3 keys, buffers, sizes, results.
     assert_eq!(
+        // SAFETY: 3 keys, buffers, sizes, results.
         unsafe {
             mooncake_store_batch_get_into(
                 store,
@@ -393,10 +393,10 @@ fn zero_copy_batches_and_ranges_fill_results_arrays() {
     );
     assert_eq!(got, [100, -704, -600]);
     assert_eq!(mem[65536..65636], mem[..100]);
-    // SAFETY: a NULL buffer with a size: refused, nothing written.
     let mut nulls: Vec<*mut c_void> = vec![null_mut(); 3];
     got = [9; 3];
     assert_eq!(
+        // SAFETY: a NULL buffer with a size: refused, nothing written.
         unsafe {
             mooncake_store_batch_get_into(
                 store,

@@ -36,7 +36,7 @@ fn rdma_here(test: &str) -> bool {
 }
 
 fn engine() -> TransferEngine {
-    // SAFETY of set_var: only tests of this binary run, one at a time (--test-threads=1 in
+    // SAFETY: (set_var) only tests of this binary run, one at a time (--test-threads=1 in
     // the guest), before any engine thread reads the environment.
     unsafe { std::env::set_var("MOONCAKE_SHM", "off") };
     let e = TransferEngine::new(EngineOptions::p2p("127.0.0.1")).expect("engine");
@@ -679,7 +679,7 @@ fn the_store_moves_values_over_rdma_and_honours_device_name() {
         return;
     }
     use mooncake::store::{ReplicaConfig, Store};
-    // SAFETY of set_var: see `engine`.
+    // SAFETY: (set_var) see `engine`.
     unsafe { std::env::set_var("MOONCAKE_SHM", "off") };
     let master = support::store::Master::start(&[]);
     let mut config = master.config(64 << 20);

@@ -10,6 +10,8 @@
 //! same-host copy, rdma or tcp), cuts each entry into slices of the transport's slice size, reserves the tasks in the
 //! [`batch::Batch`] and hands the slices to the transport; transports report each slice back to
 //! the batch, which counts it into its task's status.
+//!
+//! [`Route`]: crate::transport::Route
 
 pub mod batch;
 pub mod error;

@@ -170,13 +170,14 @@ impl<W> Endpoint<W> {
             // SAFETY: live QP of this endpoint; `attr` is initialised for the fields `mask` names.
             unsafe { (d.verbs.modify_qp)(qp.raw, attr, mask as i32) }
         };
-        // SAFETY (all `zeroed` below): plain-data struct; zero is valid for every field.
+        // SAFETY: plain-data struct; zero is valid for every field.
         let mut a: ibv_qp_attr = unsafe { std::mem::zeroed() };
         a.qp_state = ibv_qp_state::IBV_QPS_RESET;
         let rc = modify(&mut a, M::IBV_QP_STATE.0);
         if rc != 0 {
             return Err(fail("RESET", rc));
         }
+        // SAFETY: as above, plain data that may be all zeros.
         let mut a: ibv_qp_attr = unsafe { std::mem::zeroed() };
         a.qp_state = ibv_qp_state::IBV_QPS_INIT;
         a.port_num = d.port;
@@ -188,6 +189,7 @@ impl<W> Endpoint<W> {
         if rc != 0 {
             return Err(fail("INIT", rc));
         }
+        // SAFETY: as above, plain data that may be all zeros.
         let mut a: ibv_qp_attr = unsafe { std::mem::zeroed() };
         a.qp_state = ibv_qp_state::IBV_QPS_RTR;
         a.path_mtu = mtu_enum(mtu);
@@ -212,6 +214,7 @@ impl<W> Endpoint<W> {
         if rc != 0 {
             return Err(fail("RTR (check the GID index, MTU, peer GID and QP number)", rc));
         }
+        // SAFETY: as above, plain data that may be all zeros.
         let mut a: ibv_qp_attr = unsafe { std::mem::zeroed() };
         a.qp_state = ibv_qp_state::IBV_QPS_RTS;
         a.timeout = ACK_TIMEOUT;
@@ -236,6 +239,7 @@ impl<W> Endpoint<W> {
     pub fn break_queue_pairs(&self) {
         for qp in &self.qps {
             // SAFETY: plain-data struct.
+            // SAFETY: as above, plain data that may be all zeros.
             let mut a: ibv_qp_attr = unsafe { std::mem::zeroed() };
             a.qp_state = ibv_qp_state::IBV_QPS_ERR;
             // SAFETY: live QP; only the state is set.

@@ -10,12 +10,14 @@
 //! - `path`: slices to work requests and completions back, retries; `stripe`: the NIC pair
 //!   of a slice; `chain`: its allocation-free buffers; `worker`: threads.
 //! - `fake` (hidden): an in-memory device behind the same function table, for the per-slice
-//!   benchmark (`benches/rdma_slice.rs`) and tests of the path without hardware.
+//!   benchmark (`benches/rdma_slice.rs`) and tests of the path without hardware. Only in unit
+//!   tests and with the `rdma-fake` feature: the release library holds none of it.
 
 mod chain;
 pub(crate) mod connect;
 pub mod device;
 pub mod endpoint;
+#[cfg(any(test, feature = "rdma-fake"))]
 #[doc(hidden)]
 pub mod fake;
 pub mod handshake;

@@ -16,9 +16,11 @@ use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::sync::OnceLock;
 
 // Generated code: C names, and more of the headers' types than the transport touches; kept
-// byte for byte as the generator writes it (the check diffs it), so rustfmt leaves it alone.
+// byte for byte as the generator writes it (the check diffs it), so rustfmt leaves it alone and
+// the crate's [lints] on unsafe code (Cargo.toml) do not apply to it.
 #[rustfmt::skip]
 #[allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code, clippy::all)]
+#[allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #[path = "verbs/bindings.rs"]
 pub mod bindings;
 // The bindings assert x86_64's layouts; build.rs compiles this transport in only there

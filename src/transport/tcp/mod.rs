@@ -324,8 +324,8 @@ mod tests {
         for (i, b) in unsafe { std::slice::from_raw_parts_mut(src.base as *mut u8, 4 << 20) }.iter_mut().enumerate() {
             *b = (i % 251) as u8;
         }
-        // SAFETY: both buffers own 4 MiB at `base`; read only while no transfer runs.
         let view = |b: &Buffer, from: u64, len: u64| {
+            // SAFETY: both buffers own 4 MiB at `base`; read only while no transfer runs.
             unsafe { std::slice::from_raw_parts((b.base + from) as *const u8, len as usize) }.to_vec()
         };
         let route = Route::Tcp(PeerAddress {
