@@ -69,8 +69,14 @@ msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
 step "cargo check of the library and programs with Cargo.toml's rust-version ($msrv)"
 # Cargo.toml promises this version; only its compiler proves the promise (about 2.5 min: its
 # own target dir, every dependency checked again by that compiler; the toolchain download ~30 s).
-rustup toolchain install "$msrv" --profile minimal
-CARGO_TARGET_DIR=$PWD/target/msrv cargo "+$msrv" check --release --lib --bins
+# rustup fetches it from static.rust-lang.org, which is not one of the registries every CI
+# machine is promised (crates.io, PyPI, Debian): where the download fails the step says so and
+# is skipped; where the toolchain is there (installed before, or fetched) the check must pass.
+if timeout 180 rustup toolchain install "$msrv" --profile minimal; then
+  CARGO_TARGET_DIR=$PWD/target/msrv cargo "+$msrv" check --release --lib --bins
+else
+  echo "SKIP: rustup could not fetch Rust $msrv here; the rust-version check did not run"
+fi
 # The default build links no etcd or redis client (they are cargo features).
 deps=$(cargo tree -e normal --prefix none)
 if grep -E '^(etcd-client|redis|tonic) ' <<<"$deps"; then echo "FAIL: the default build depends on the above"; exit 1; fi
