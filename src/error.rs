@@ -1,6 +1,6 @@
 //! The kinds of failure of the Transfer Engine, shared by every layer: one per failure meaning
 //! of Mooncake's ABI. Their C integers (the positive `Status` and the negative `ERR_*`
-//! encodings) are the FFI's business: `crate::ffi::codes`.
+//! encodings) belong to the C layer above (`src/ffi/codes.rs`).
 
 /// One failure meaning of Mooncake's ABI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

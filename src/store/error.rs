@@ -1,5 +1,5 @@
 //! A failed store call: one of Mooncake's store codes and the text `mooncake_last_error()`
-//! gives for it. (The integer the C and Python layers return is `crate::ffi::codes::store_code`.)
+//! gives for it. (The integer the C and Python layers return is made in `src/ffi/codes.rs`.)
 
 use crate::proto::ErrorCode;
 use crate::sys::mapping::MapError;
