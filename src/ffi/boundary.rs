@@ -84,35 +84,33 @@ pub trait Family {
     fn after_failure() {}
 }
 
-/// Transfer Engine functions returning 0 or a negative `ERR_*` value.
-pub enum EngineErr {}
+/// Transfer Engine functions: `Engine<false>` returns 0 or a negative `ERR_*` value,
+/// `Engine<true>` (the four batch calls) 0 or a positive `MOONCAKE_STATUS_*` value. One type
+/// for both, because only the encoding of the same [`Code`] differs.
+pub enum Engine<const STATUS: bool> {}
 
-impl Family for EngineErr {
-    type Error = FfiError;
-    fn code(e: &FfiError) -> c_int {
-        err_code(e.code)
-    }
-    fn record(func: &str, e: &FfiError) {
-        set_last_error(func, &e.message);
-    }
-    fn panic_code() -> c_int {
-        err_code(Code::Context)
+/// Transfer Engine functions returning 0 or a negative `ERR_*` value.
+pub type EngineErr = Engine<false>;
+
+/// The four batch calls, returning 0 or a positive `MOONCAKE_STATUS_*` value.
+pub type EngineStatus = Engine<true>;
+
+impl<const STATUS: bool> Engine<STATUS> {
+    fn encode(code: Code) -> c_int {
+        if STATUS { status_code(code) } else { err_code(code) }
     }
 }
 
-/// The four batch calls, returning 0 or a positive `MOONCAKE_STATUS_*` value.
-pub enum EngineStatus {}
-
-impl Family for EngineStatus {
+impl<const STATUS: bool> Family for Engine<STATUS> {
     type Error = FfiError;
     fn code(e: &FfiError) -> c_int {
-        status_code(e.code)
+        Self::encode(e.code)
     }
     fn record(func: &str, e: &FfiError) {
         set_last_error(func, &e.message);
     }
     fn panic_code() -> c_int {
-        status_code(Code::Context)
+        Self::encode(Code::Context)
     }
 }
 

@@ -9,7 +9,7 @@ use std::ffi::{c_char, c_int, c_void};
 use super::args::{
     byte_slices, code_of, keys_arg, replica_config, results_arg, slice_arg, slot_ref, store_ref, str_arg, write_results,
 };
-use super::ops::{batch_put_from, check_len, install, put_from, put_parts};
+use super::ops::{PutOptions, batch_put_from, check_len, install, put_from, put_parts};
 use super::types::{mooncake_replicate_config_t, mooncake_store_t};
 use crate::ffi::boundary::{StoreCodes, ffi_fn};
 use crate::ffi::codes::store_code;
@@ -102,7 +102,7 @@ pub unsafe extern "C" fn mooncake_store_put_ex(
     ffi_fn!(StoreCodes, {
         // SAFETY: forwarded caller guarantees (`value` readable for `size` bytes); `value`
         // and `size` are the one part and its size, on this stack frame.
-        unsafe { put_parts(store, key, &value, &size, 1, config, soft_pin_ttl_ms, upsert) }
+        unsafe { put_parts(store, key, &value, &size, 1, PutOptions { config, soft_pin_ttl_ms, upsert }) }
     })
 }
 
@@ -127,7 +127,7 @@ pub unsafe extern "C" fn mooncake_store_put_parts(
 ) -> c_int {
     ffi_fn!(StoreCodes, {
         // SAFETY: forwarded caller guarantees.
-        unsafe { put_parts(store, key, parts, sizes, count, config, soft_pin_ttl_ms, upsert) }
+        unsafe { put_parts(store, key, parts, sizes, count, PutOptions { config, soft_pin_ttl_ms, upsert }) }
     })
 }
 
@@ -195,7 +195,7 @@ pub unsafe extern "C" fn mooncake_store_put_from_ex(
 ) -> c_int {
     ffi_fn!(StoreCodes, {
         // SAFETY: forwarded caller guarantees.
-        unsafe { put_from(store, key, buffer, size, config, soft_pin_ttl_ms, upsert) }
+        unsafe { put_from(store, key, buffer, size, PutOptions { config, soft_pin_ttl_ms, upsert }) }
     })
 }
 
@@ -219,7 +219,16 @@ pub unsafe extern "C" fn mooncake_store_batch_put_from_ex(
     ffi_fn!(StoreCodes, |name| {
         // SAFETY: forwarded caller guarantees.
         unsafe {
-            batch_put_from(name, store, keys, buffers, sizes, count, config, soft_pin_ttl_ms, upsert, results_out)
+            batch_put_from(
+                name,
+                store,
+                keys,
+                buffers,
+                sizes,
+                count,
+                PutOptions { config, soft_pin_ttl_ms, upsert },
+                results_out,
+            )
         }
     })
 }

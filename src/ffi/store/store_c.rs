@@ -14,7 +14,7 @@ use super::args::{
     STORES, StoreSlot, key_buffers, keys_arg, params, range_arg, results_arg, slot_ref, store_ref, str_arg, str_or,
     write_results,
 };
-use super::ops::{batch_put_from, check_len, put_from, put_parts, set_up};
+use super::ops::{PutOptions, batch_put_from, check_len, put_from, put_parts, set_up};
 use super::types::{mooncake_replicate_config_t, mooncake_store_t};
 use crate::ffi::args::write_c_string;
 use crate::ffi::boundary::{StoreCodes, ffi_fn};
@@ -157,7 +157,7 @@ pub unsafe extern "C" fn mooncake_store_put(
     ffi_fn!(StoreCodes, {
         // SAFETY: forwarded caller guarantees (`value` readable for `size` bytes); `value`
         // and `size` are the one part and its size, on this stack frame.
-        unsafe { put_parts(store, key, &value, &size, 1, config, -1, 0) }
+        unsafe { put_parts(store, key, &value, &size, 1, PutOptions::plain(config)) }
     })
 }
 
@@ -178,7 +178,7 @@ pub unsafe extern "C" fn mooncake_store_put_from(
 ) -> c_int {
     ffi_fn!(StoreCodes, {
         // SAFETY: forwarded caller guarantees.
-        unsafe { put_from(store, key, buffer, size, config, -1, 0) }
+        unsafe { put_from(store, key, buffer, size, PutOptions::plain(config)) }
     })
 }
 
@@ -202,7 +202,7 @@ pub unsafe extern "C" fn mooncake_store_batch_put_from(
 ) -> c_int {
     ffi_fn!(StoreCodes, |name| {
         // SAFETY: forwarded caller guarantees.
-        unsafe { batch_put_from(name, store, keys, buffers, sizes, count, config, -1, 0, results_out) }
+        unsafe { batch_put_from(name, store, keys, buffers, sizes, count, PutOptions::plain(config), results_out) }
     })
 }
 
