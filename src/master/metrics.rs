@@ -1,4 +1,5 @@
-//! `/metrics` (Prometheus text exposition) and `/health` on `--metrics_host:--metrics_port`.
+//! `/metrics` (Prometheus text exposition) and `/health` on `--metrics_host:--metrics_port`
+//! (the read-only paths beside them are [`super::admin_http`]).
 //!
 //! Names follow Mooncake's master where it has the metric (`master_key_count`,
 //! `master_put_start_requests_total`, `segment_allocated_bytes{segment=...}`, ...), so the
@@ -132,6 +133,13 @@ pub fn render(s: &Snapshot, rpc: &RpcHistogram) -> String {
         metric(&mut out, name, help, "counter", v);
     }
     metric(&mut out, "master_expired_clients_total", "Clients expired by client_ttl", "counter", c.expired_clients);
+    // Mooncake's cache-hit family; every replica of ours is in memory, so every successful get
+    // is a memory hit.
+    let hits = c.get.saturating_sub(c.get_failures);
+    metric(&mut out, "mem_cache_hit_nums_", "Gets answered with a memory replica", "counter", hits);
+    metric(&mut out, "mem_cache_nums_", "Keys with a memory replica", "gauge", s.objects);
+    metric(&mut out, "valid_get_nums_", "Gets that found the key", "counter", hits);
+    metric(&mut out, "total_get_nums_", "Gets", "counter", c.get);
     rpc.render(&mut out);
     out
 }
@@ -183,6 +191,7 @@ pub const HEALTH_BODY: &str = "{\"status\":\"ok\",\"role\":\"leader\",\"ha_state
 
 /// The router of the metrics server.
 pub fn router(shared: Arc<Shared>) -> axum::Router {
+    let shared_for_admin = Arc::clone(&shared);
     axum::Router::new()
         .route(
             "/metrics",
@@ -196,6 +205,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
             }),
         )
         .route("/health", get(|| async { ([(CONTENT_TYPE, "application/json; charset=utf-8")], HEALTH_BODY) }))
+        .merge(super::admin_http::routes(shared_for_admin))
 }
 
 #[cfg(test)]

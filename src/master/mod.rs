@@ -8,7 +8,8 @@
 //!   store's clients;
 //! - [`allocator`]: best-fit space accounting inside one segment;
 //! - [`state`]: the index and its semantics (the module documentation is the reference);
-//! - [`server`]: the tokio RPC server; [`metrics`]: `/metrics` and `/health`;
+//! - [`server`]: the tokio RPC server; [`metrics`]: `/metrics` and `/health`; [`admin_http`]:
+//!   the read-only HTTP paths beside them (`/get_all_segments`, `/query_key`, ...);
 //! - [`flags`]: the gflags-style command line of `mooncake_master`.
 //!
 //! [`Master::start`] runs everything on a runtime of its own (`rpc_threads` workers); the
@@ -26,6 +27,7 @@
 //! included) averaged under 1 µs. The rest is the two loopback socket hops and the wake-ups of
 //! the tokio worker and the client thread.
 
+pub mod admin_http;
 pub mod allocator;
 pub mod flags;
 pub mod metrics;
@@ -60,7 +62,7 @@ pub struct MasterConfig {
     pub rpc_threads: usize,
     /// `--rpc_enable_tcp_no_delay`.
     pub rpc_enable_tcp_no_delay: bool,
-    /// `--metrics_host` / `--metrics_port`: `/metrics` and `/health`; port 0: any free port.
+    /// `--metrics_host` / `--metrics_port`: `/metrics`, `/health` and the read-only HTTP API; port 0: any free port.
     pub metrics_host: String,
     pub metrics_port: u16,
     /// `--enable_metric_reporting`: log a summary every 10 s (at debug level: we stay quiet by
@@ -157,7 +159,7 @@ impl Master {
         self.rpc_addr
     }
 
-    /// Where `/metrics` and `/health` are served.
+    /// Where `/metrics`, `/health` and the read-only HTTP API are served.
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_addr
     }

@@ -59,6 +59,7 @@
 //! that it was not; one that sends nothing for `client_ttl` expires (its segments unmounted,
 //! its puts revoked), and so does, at once, one whose last connection closes.
 
+mod admin;
 mod clients;
 mod dispatch;
 mod eviction;
@@ -74,6 +75,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
+pub use admin::ReplicaView;
 pub use clients::ClientEntry;
 pub use objects::{Alloc, Deferred, KeyEntry, Object, PendingPut};
 pub use segments::{Segment, SegmentTable};
