@@ -2,10 +2,13 @@
 
 :class:`KVBootstrapServer` serves Mooncake's metadata protocol (what Transfer Engines and store
 clients use with ``metadata_server="http://host:port/metadata"``) from a background thread:
-``GET``/``PUT``/``DELETE /metadata?key=K``; a missing key is 404, a ``PUT`` of an ``rpc_meta``
-key that exists already is 400 (two engines may not share a name), an empty key 400. The
-values live in the :attr:`KVBootstrapServer.store` dict (key -> bytes), which the owning
-program may read and change.
+``GET``/``PUT``/``DELETE /metadata?key=K``; keys are stripped of surrounding blanks; a missing,
+empty or blank key is 400 with a JSON body (every method), an unknown key 404, a ``PUT`` of an
+``rpc_meta`` key that exists already 400 (two engines may not share a name), another method 405.
+The values live in the :attr:`KVBootstrapServer.store` dict (key -> bytes), which the owning
+program may read and change. :meth:`KVBootstrapServer._handle_metadata` is the request handler
+Mooncake's class has (an ``async`` function of an aiohttp-like request, answering a
+:class:`MetadataResponse`); the socket server and it share :meth:`KVBootstrapServer.handle`.
 
 It is a small Python server (standard library only, one thread per connection) rather than
 our ``mooncake_http_metadata_server`` binary because Mooncake's class exposes that dict: code
@@ -16,15 +19,16 @@ for a standalone service (the ``mooncake_http_metadata_server`` command).
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger("mooncake")
 
-__all__ = ["KVBootstrapServer", "KVPoll"]
+__all__ = ["KVBootstrapServer", "KVPoll", "MetadataResponse"]
 
 
 class KVPoll(enum.Enum):
@@ -37,6 +41,29 @@ class KVPoll(enum.Enum):
     Success = 4
 
 
+class MetadataResponse:
+    """One answer of the metadata protocol: ``status``, ``content_type`` and ``body`` (bytes),
+    with ``text`` for the body as a string. Every answer is ``application/json`` (as Mooncake's
+    server labels them); a request without a usable key gets a JSON body."""
+
+    __slots__ = ("status", "content_type", "body")
+
+    def __init__(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def __repr__(self) -> str:
+        return f"MetadataResponse(status={self.status}, body={self.body[:64]!r})"
+
+
+_KEY_REQUIRED = json.dumps({"error": "metadata key is required"}).encode()
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
     protocol_version = "HTTP/1.1"
@@ -44,59 +71,23 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args) -> None:  # routine requests are verbose-only
         log.debug("metadata server: " + fmt, *args)
 
-    def _key(self) -> Optional[str]:
+    def _serve(self) -> None:
         url = urlsplit(self.path)
-        if url.path != "/metadata":
-            self._reply(404, b"not found")
-            return None
-        key = (parse_qs(url.query).get("key") or [""])[0].strip()
-        if not key:
-            self._reply(400, b"metadata key is required")
-            return None
-        return key
-
-    def _reply(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        key = self._key()
-        if key is None:
-            return
-        with self.server.kv.lock:
-            value = self.server.kv.store.get(key)
-        if value is None:
-            self._reply(404, b"metadata not found")
-        else:
-            self._reply(200, value)
-
-    def do_PUT(self) -> None:  # noqa: N802
-        key = self._key()
         length = int(self.headers.get("Content-Length") or 0)
-        data = self.rfile.read(length) if length > 0 else b""
-        if key is None:
-            return
-        with self.server.kv.lock:
-            if "rpc_meta" in key and key in self.server.kv.store:
-                duplicate = True
-            else:
-                duplicate = False
-                self.server.kv.store[key] = data
-        if duplicate:
-            self._reply(400, b"Duplicate rpc_meta key not allowed")
+        body = self.rfile.read(length) if length > 0 else b""
+        if url.path != "/metadata":
+            answer = MetadataResponse(404, b"not found")
         else:
-            self._reply(200, b"metadata updated")
+            values = parse_qs(url.query, keep_blank_values=True).get("key")
+            key = values[0] if values else None
+            answer = self.server.kv.handle(self.command, key, body)
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
 
-    def do_DELETE(self) -> None:  # noqa: N802
-        key = self._key()
-        if key is None:
-            return
-        with self.server.kv.lock:
-            found = self.server.kv.store.pop(key, None) is not None
-        self._reply(200 if found else 404, b"metadata deleted" if found else b"metadata not found")
+    do_GET = do_PUT = do_DELETE = do_POST = _serve  # noqa: N815 - http.server's naming
 
 
 class _Server(ThreadingHTTPServer):
@@ -120,6 +111,41 @@ class KVBootstrapServer:
         self.lock = threading.Lock()
         self.thread: Optional[threading.Thread] = None
         self._server: Optional[_Server] = None
+
+    def handle(self, method: str, key: Optional[str], body: bytes = b"") -> MetadataResponse:
+        """One request of the metadata protocol, whatever server carries it: ``key`` is the
+        ``key`` query parameter (None when absent) and is stripped of surrounding blanks; a
+        missing, empty or blank key is 400 with a JSON body, for every method."""
+        key = (key or "").strip()
+        if not key:
+            log.debug("metadata server: %s without a key", method)
+            return MetadataResponse(400, _KEY_REQUIRED)
+        if method == "GET":
+            with self.lock:
+                value = self.store.get(key)
+            if value is None:
+                return MetadataResponse(404, b"metadata not found")
+            return MetadataResponse(200, value)
+        if method == "PUT":
+            with self.lock:
+                if "rpc_meta" in key and key in self.store:
+                    return MetadataResponse(400, b"Duplicate rpc_meta key not allowed")
+                self.store[key] = bytes(body)
+            return MetadataResponse(200, b"metadata updated")
+        if method == "DELETE":
+            with self.lock:
+                found = self.store.pop(key, None) is not None
+            if not found:
+                return MetadataResponse(404, b"metadata not found")
+            return MetadataResponse(200, b"metadata deleted")
+        return MetadataResponse(405, b"Method not allowed")
+
+    async def _handle_metadata(self, request: Any) -> MetadataResponse:
+        """The request handler of Mooncake's class, for code that drives it without a socket:
+        ``request`` has ``method``, ``query`` (a mapping) and an awaitable ``read()`` for the
+        body, as an aiohttp request has."""
+        body = await request.read() if request.method == "PUT" else b""
+        return self.handle(request.method, request.query.get("key"), body)
 
     def run(self) -> threading.Thread:
         """Binds ``host:port`` and serves from a background thread; an address in use raises

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 log = logging.getLogger("mooncake")
+# Mooncake's module calls its logger so (its tests capture warnings through it).
+logger = log
 
 DEFAULT_GLOBAL_SEGMENT_SIZE = 3355443200  # 3.125 GiB, Mooncake's default
 DEFAULT_LOCAL_BUFFER_SIZE = 1 << 30
@@ -98,7 +100,7 @@ class MooncakeConfig:
             raise ValueError(f"Invalid protocol: {self.protocol!r}; e.g. 'tcp' or 'rdma'")
         self.protocol = self.protocol.strip().lower()
         if self.protocol not in _KNOWN_PROTOCOLS:
-            log.warning("MooncakeConfig: unrecognised protocol %r, passed on unchanged", self.protocol)
+            log.warning("MooncakeConfig: Unrecognised protocol %r, passed on unchanged", self.protocol)
         for name in ("global_segment_size", "local_buffer_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Invalid {name}: {getattr(self, name)}; sizes are non-negative")
@@ -155,3 +157,7 @@ class MooncakeConfig:
             enable_client_http_server=parse_bool(env("MOONCAKE_ENABLE_CLIENT_HTTP_SERVER", "false")),
             client_http_port=int(env("MOONCAKE_CLIENT_HTTP_PORT", "9300")),
         )
+
+
+# Mooncake's module names the size parser so (its tests import it).
+_parse_segment_size = parse_size
