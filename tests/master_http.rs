@@ -1,7 +1,9 @@
 //! The master's read-only HTTP API on its metrics port, against a real `mooncake_master` with
 //! keys put by a real store client, through a plain HTTP/1.1 client over `TcpStream`. The
 //! expected paths, codes, content types and body shapes are those of Mooncake 0.3.13's
-//! `mooncake_master` (probed with curl; `docs/compat/i17-master.md` lists them).
+//! `mooncake_master` (probed with curl; `docs/compat/i17-master.md` lists them), and
+//! `answers_match_the_wheels_master` asks the wheel's master the same questions side by side
+//! where the wheel's venv is installed.
 
 mod support;
 
@@ -244,4 +246,170 @@ fn sglang_hicache_check_server_sees_a_segment_then_warms_up() {
     store.put_parts(key, &[&value], &ReplicaConfig::default(), false).unwrap();
     assert!(store.is_exist(key).unwrap());
     assert_eq!(store.get(key).unwrap(), value);
+}
+
+/// A child process, killed and reaped when dropped.
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The wheel's keys, put by the wheel's own client into the wheel's own master.
+const WHEEL_PUTS: &str = r#"
+import sys
+from mooncake.store import MooncakeDistributedStore
+s = MooncakeDistributedStore()
+rc = s.setup("127.0.0.1", sys.argv[1], 64 << 20, 16 << 20, "tcp", "", sys.argv[2])
+assert rc == 0, rc
+for k, v in (("alpha", b"hello"), ("beta", b"\x07" * 1000), ("we ird/k&y", b"zz")):
+    assert s.put(k, v) == 0, k
+print("ready", s.get_hostname(), flush=True)
+sys.stdin.read()
+s.close()
+"#;
+
+/// A JSON value with its scalars replaced by their kind, and the fields our master leaves out
+/// (`protocol_`, see `docs/compat/i17-master.md`) dropped.
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter().filter(|(k, _)| k.as_str() != "protocol_").map(|(k, v)| (k.clone(), shape(v))).collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+        Value::Number(_) => Value::String("number".into()),
+        Value::String(_) => Value::String("string".into()),
+        other => other.clone(),
+    }
+}
+
+/// `# TYPE name kind` lines of an exposition text.
+fn metric_types(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, k)| (n.to_string(), k.to_string()))
+        .collect()
+}
+
+/// The same requests to the wheel's `mooncake_master` (keys put by the wheel's client) and to
+/// ours (the same keys put by our client): the same codes, content types (but `/metrics`'s
+/// charset), JSON shapes and text bodies (segment names and addresses aside). Skipped when the
+/// wheel's venv is missing (a failure with `MOONCAKE_REQUIRE_WHEEL=1`).
+#[test]
+fn answers_match_the_wheels_master() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let Some(python) = support::wheel::python() else { return };
+    let free = support::servers::free_port;
+    let (rpc, metrics, http) = (free(), free(), free());
+    let wheel_master = Spawned(
+        Command::new(python.parent().unwrap().join("mooncake_master"))
+            .args([
+                format!("--rpc_port={rpc}"),
+                "--rpc_address=127.0.0.1".into(),
+                "--metrics_host=127.0.0.1".into(),
+                format!("--metrics_port={metrics}"),
+                "--enable_http_metadata_server=true".into(),
+                "--http_metadata_server_host=127.0.0.1".into(),
+                format!("--http_metadata_server_port={http}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the wheel's mooncake_master"),
+    );
+    for port in [rpc, metrics, http] {
+        support::store::wait_port(port, "the wheel's mooncake_master");
+    }
+    let mut wheel_client = Spawned(
+        Command::new(&python)
+            .args(["-c", WHEEL_PUTS, &format!("http://127.0.0.1:{http}/metadata"), &format!("127.0.0.1:{rpc}")])
+            .env_remove("PYTHONPATH")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the wheel's client"),
+    );
+    let mut line = String::new();
+    BufReader::new(wheel_client.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let wheel_segment =
+        line.trim().strip_prefix("ready ").unwrap_or_else(|| panic!("wheel client: {line:?}")).to_string();
+
+    let master = Master::start(&[]);
+    let client = master.client(64 << 20);
+    let our_segment = client.hostname();
+    client.put_parts("alpha", &[b"hello"], &one(), false).unwrap();
+    client.put_parts("beta", &[&[7u8; 1000]], &one(), false).unwrap();
+    client.put_parts("we ird/k&y", &[b"zz"], &one(), false).unwrap();
+
+    let paths = [
+        "/get_all_segments",
+        "/query_key?key=alpha",
+        "/query_key?key=nokey",
+        "/query_key?key=",
+        "/query_key",
+        "/batch_query_keys?keys=alpha,beta,nokey",
+        "/batch_query_keys?keys=alpha,,beta",
+        "/batch_query_keys",
+        "/batch_query_keys?keys=",
+        "/query_segment?segment=nowhere:1",
+        "/query_segment",
+        "/health",
+        "/role",
+        "/ha_status",
+        "/leader",
+        "/metrics/summary",
+        "/nonexistent",
+    ];
+    for path in paths {
+        let (w, o) = (get(metrics, path), get(master.metrics_port, path));
+        assert_eq!(o.status, w.status, "{path}: status");
+        if w.status == 404 && !w.content_type.contains("json") {
+            continue; // the servers' own 404 pages
+        }
+        assert_eq!(o.content_type, w.content_type, "{path}: content type");
+        if w.content_type.contains("json") {
+            let (wv, ov): (Value, Value) =
+                (serde_json::from_str(&w.body).unwrap(), serde_json::from_str(&o.body).unwrap());
+            assert_eq!(shape(&ov), shape(&wv), "{path}: JSON shape\nwheel: {}\nours:  {}", w.body, o.body);
+        } else if path == "/get_all_segments" {
+            assert_eq!(w.body, format!("{wheel_segment}\n"));
+            assert_eq!(o.body, format!("{our_segment}\n"));
+        } else if path == "/metrics/summary" {
+            let prefix = "role=leader, state=serving, service_ready=true, master={";
+            assert!(w.body.starts_with(prefix) && o.body.starts_with(prefix), "{path}");
+        } else {
+            assert_eq!(o.body, w.body, "{path}: body");
+        }
+    }
+    // Keys: the same set (the wheel lists them in hash order, ours sorted).
+    let mut wheel_keys: Vec<String> = get(metrics, "/get_all_keys").body.lines().map(String::from).collect();
+    wheel_keys.sort();
+    assert_eq!(get(master.metrics_port, "/get_all_keys").body.lines().collect::<Vec<_>>(), wheel_keys);
+    // A segment's usage: the same three lines, numbers aside.
+    let form = |body: &str| {
+        body.lines().map(|l| l.trim_end_matches(|c: char| c.is_ascii_digit()).to_string()).collect::<Vec<_>>()
+    };
+    let w = get(metrics, &format!("/query_segment?segment={wheel_segment}"));
+    let o = get(master.metrics_port, &format!("/query_segment?segment={our_segment}"));
+    assert_eq!((o.status, o.content_type.as_str()), (w.status, w.content_type.as_str()));
+    assert_eq!(form(&o.body)[1..], form(&w.body)[1..], "wheel: {:?} ours: {:?}", w.body, o.body);
+    // /metrics: every name both serve has the same type.
+    let (w, o) = (get(metrics, "/metrics"), get(master.metrics_port, "/metrics"));
+    assert_eq!((o.status, w.status), (200, 200));
+    let wheel_types = metric_types(&w.body);
+    let ours = metric_types(&o.body);
+    let shared: Vec<&String> = ours.keys().filter(|n| wheel_types.contains_key(*n)).collect();
+    assert!(shared.len() >= 30, "only {} names in common", shared.len());
+    for name in shared {
+        assert_eq!(ours[name], wheel_types[name], "type of {name}");
+    }
+    drop(wheel_client.0.stdin.take());
+    let _ = wheel_master;
 }
