@@ -3,7 +3,7 @@
 :class:`KVBootstrapServer` serves Mooncake's metadata protocol (what Transfer Engines and store
 clients use with ``metadata_server="http://host:port/metadata"``) from a background thread:
 ``GET``/``PUT``/``DELETE /metadata?key=K``; keys are stripped of surrounding blanks; a missing,
-empty or blank key is 400 with a JSON body (every method), an unknown key 404, a ``PUT`` of an
+empty or blank key is 400 (``application/json``, every method), an unknown key 404, a ``PUT`` of an
 ``rpc_meta`` key that exists already 400 (two engines may not share a name), another method 405.
 The values live in the :attr:`KVBootstrapServer.store` dict (key -> bytes), which the owning
 program may read and change. :meth:`KVBootstrapServer._handle_metadata` is the request handler
@@ -19,7 +19,6 @@ for a standalone service (the ``mooncake_http_metadata_server`` command).
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,8 +42,8 @@ class KVPoll(enum.Enum):
 
 class MetadataResponse:
     """One answer of the metadata protocol: ``status``, ``content_type`` and ``body`` (bytes),
-    with ``text`` for the body as a string. Every answer is ``application/json`` (as Mooncake's
-    server labels them); a request without a usable key gets a JSON body."""
+    with ``text`` for the body as a string. Every answer is labelled ``application/json``, as
+    Mooncake's server labels them, whatever the body."""
 
     __slots__ = ("status", "content_type", "body")
 
@@ -61,7 +60,9 @@ class MetadataResponse:
         return f"MetadataResponse(status={self.status}, body={self.body[:64]!r})"
 
 
-_KEY_REQUIRED = json.dumps({"error": "metadata key is required"}).encode()
+# The body Mooncake's server (and our mooncake_http_metadata_server) answers, under the JSON
+# content type of every answer.
+_KEY_REQUIRED = b"metadata key is required"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -115,7 +116,7 @@ class KVBootstrapServer:
     def handle(self, method: str, key: Optional[str], body: bytes = b"") -> MetadataResponse:
         """One request of the metadata protocol, whatever server carries it: ``key`` is the
         ``key`` query parameter (None when absent) and is stripped of surrounding blanks; a
-        missing, empty or blank key is 400 with a JSON body, for every method."""
+        missing, empty or blank key is 400 ``metadata key is required``, for every method."""
         key = (key or "").strip()
         if not key:
             log.debug("metadata server: %s without a key", method)
