@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from store_support import master_or_skip, python_or_skip, run_python
-from test_store_dummy import free_port, stop, wait_port
+from test_store_dummy import free_port, stop, wait_port, wait_ready
 
 LAYERS = 4
 BLOCKS = 8
@@ -190,6 +190,50 @@ def test_bad_input_gets_the_wheels_codes():
     wheel = python_or_skip("wheel")
     wheel_master = str(Path(wheel).parent / "mooncake_master")
     assert _edges(wheel, wheel_master, "wheel") == expected
+
+
+DUMMY = r"""
+import ctypes, json
+import mooncake.store as s
+out = {}
+d = s.MooncakeDistributedStore()
+out["setup_dummy"] = d.setup_dummy(64 << 20, 16 << 20, "127.0.0.1:%(client)d")
+if out["setup_dummy"] == 0:
+    a = d.alloc_from_mem_pool(1 << 20)
+    ctypes.memmove(a, b"0123456789", 10)
+    out["put"] = d.batch_put_from_multi_buffers(["dm"], [[a + 5, a]], [[5, 5]])
+    g = a + 65536
+    ctypes.memset(g, 0x2e, 4096)
+    out["get"] = d.batch_get_into_multi_buffers(["dm"], [[g + 100, g]], [[3, 7]])
+    out["bytes"] = (ctypes.string_at(g + 100, 4) + ctypes.string_at(g, 8)).decode()
+    private = (ctypes.c_char * 64)()
+    out["put_unshared"] = d.batch_put_from_multi_buffers(["du"], [[ctypes.addressof(private)]], [[8]])
+    out["get_unshared"] = d.batch_get_into_multi_buffers(["dm"], [[ctypes.addressof(private)]], [[10]])
+    out["get_missing"] = d.batch_get_into_multi_buffers(["nokey"], [[g]], [[10]])
+    d.close()
+print(json.dumps(out))
+"""
+
+
+def test_a_dummy_client_puts_and_gets_multi_buffers_through_mooncake_client():
+    master_bin = master_or_skip()
+    client_bin = master_or_skip("mooncake_client", "MOONCAKE_TEST_CLIENT")
+    ours = python_or_skip("ours")
+    master, rpc, metadata = _start_master(master_bin)
+    client = None
+    try:
+        client_port = free_port()
+        client = subprocess.Popen([client_bin, f"--master_server_address=127.0.0.1:{rpc}", "--host=127.0.0.1",
+                                   f"--port={client_port}", f"--metadata_server={metadata}"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        wait_ready(client, "mooncake_client")
+        out = run_python(ours, DUMMY % {"client": client_port}, timeout=120)
+    finally:
+        if client is not None:
+            stop(client)
+        stop(master)
+    assert out == {"setup_dummy": 0, "put": [0], "get": [10], "bytes": "567.8901234.",
+                   "put_unshared": [-600], "get_unshared": [-600], "get_missing": [-704]}
 
 
 if __name__ == "__main__":
