@@ -398,3 +398,163 @@ fn scattered_parts_round_trip_across_two_hosts() {
     owner.finish(Duration::from_secs(30));
     drop(master);
 }
+
+// ---- the C entry points ----
+
+#[test]
+fn the_c_entry_points_take_flat_parts_and_check_every_pointer() {
+    use mooncake::ffi::store::{
+        mooncake_store_batch_get_into_multi_buffers, mooncake_store_batch_put_from_multi_buffers,
+        mooncake_store_create, mooncake_store_destroy, mooncake_store_register_buffer, mooncake_store_setup,
+    };
+    use std::ffi::{CString, c_char, c_int, c_void};
+    use std::ptr::{null, null_mut};
+
+    let master = Master::start(&[]);
+    let owner = Owner::start(&master, 64 * MIB);
+    let store = mooncake_store_create();
+    let (host, meta, addr) = (
+        CString::new("127.0.0.1").unwrap(),
+        CString::new(master.metadata()).unwrap(),
+        CString::new(master.addr()).unwrap(),
+    );
+    // SAFETY: valid C strings for the call.
+    let rc = unsafe {
+        mooncake_store_setup(store, host.as_ptr(), meta.as_ptr(), 0, 16 * MIB, null(), null(), addr.as_ptr())
+    };
+    assert_eq!(rc, 0);
+    let mut mem = vec![GUARD_BYTE; 4096];
+    // `mem` outlives every call below.
+    assert_eq!(mooncake_store_register_buffer(store, mem.as_mut_ptr() as *mut c_void, mem.len()), 0);
+    mem[100..103].copy_from_slice(b"abc");
+    mem[200..204].copy_from_slice(b"defg");
+    mem[300..302].copy_from_slice(b"hi");
+    let base = mem.as_mut_ptr();
+    let (k1, k2) = (CString::new("c1").unwrap(), CString::new("c2").unwrap());
+    let keys: [*const c_char; 2] = [k1.as_ptr(), k2.as_ptr()];
+    // c1 = "abc" + "defg", c2 = "hi": flat parts, two for c1 and one for c2.
+    let counts = [2usize, 1];
+    // SAFETY: offsets inside `mem`.
+    let bufs: [*mut c_void; 3] = unsafe { [base.add(100), base.add(200), base.add(300)] }.map(|p| p as *mut c_void);
+    let sizes = [3usize, 4, 2];
+    let mut codes: [c_int; 2] = [1, 1];
+    // SAFETY: every array holds what `counts` says; `codes` holds two.
+    let rc = unsafe {
+        mooncake_store_batch_put_from_multi_buffers(
+            store,
+            keys.as_ptr(),
+            2,
+            counts.as_ptr(),
+            bufs.as_ptr(),
+            sizes.as_ptr(),
+            null(),
+            -1,
+            0,
+            codes.as_mut_ptr(),
+        )
+    };
+    assert_eq!((rc, codes), (0, [0, 0]));
+    // Read back scattered the other way round: c1 as 5 + 2 bytes, c2 as 1 + 1.
+    let counts = [2usize, 2];
+    // SAFETY: offsets inside `mem`.
+    let bufs: [*mut c_void; 4] =
+        unsafe { [base.add(1000), base.add(1100), base.add(1200), base.add(1300)] }.map(|p| p as *mut c_void);
+    let sizes = [5usize, 2, 1, 1];
+    let mut got: [i64; 2] = [0, 0];
+    // SAFETY: as above.
+    let rc = unsafe {
+        mooncake_store_batch_get_into_multi_buffers(
+            store,
+            keys.as_ptr(),
+            2,
+            counts.as_ptr(),
+            bufs.as_ptr(),
+            sizes.as_ptr(),
+            0,
+            got.as_mut_ptr(),
+        )
+    };
+    assert_eq!((rc, got), (0, [7, 2]));
+    assert_eq!(&mem[1000..1006], b"abcde\xa5");
+    assert_eq!(&mem[1100..1103], b"fg\xa5");
+    assert_eq!((mem[1200], mem[1201], mem[1300], mem[1301]), (b'h', GUARD_BYTE, b'i', GUARD_BYTE));
+    // Pointers: NULL part counts, buffers or results with work to do are -600, nothing written.
+    let invalid = -600;
+    let mut untouched: [i64; 2] = [9, 9];
+    // SAFETY: the NULL arguments are the point; the rest is valid.
+    let rcs = unsafe {
+        [
+            mooncake_store_batch_get_into_multi_buffers(
+                store,
+                keys.as_ptr(),
+                2,
+                null(),
+                bufs.as_ptr(),
+                sizes.as_ptr(),
+                0,
+                untouched.as_mut_ptr(),
+            ),
+            mooncake_store_batch_get_into_multi_buffers(
+                store,
+                keys.as_ptr(),
+                2,
+                counts.as_ptr(),
+                null(),
+                sizes.as_ptr(),
+                0,
+                untouched.as_mut_ptr(),
+            ),
+            mooncake_store_batch_get_into_multi_buffers(
+                store,
+                null(),
+                2,
+                counts.as_ptr(),
+                bufs.as_ptr(),
+                sizes.as_ptr(),
+                0,
+                untouched.as_mut_ptr(),
+            ),
+            mooncake_store_batch_get_into_multi_buffers(
+                store,
+                keys.as_ptr(),
+                2,
+                counts.as_ptr(),
+                bufs.as_ptr(),
+                sizes.as_ptr(),
+                0,
+                null_mut(),
+            ),
+            mooncake_store_batch_get_into_multi_buffers(
+                null_mut(),
+                keys.as_ptr(),
+                2,
+                counts.as_ptr(),
+                bufs.as_ptr(),
+                sizes.as_ptr(),
+                0,
+                untouched.as_mut_ptr(),
+            ),
+        ]
+    };
+    assert_eq!(rcs, [invalid; 5]);
+    assert_eq!(untouched, [9, 9]);
+    let mut codes: [c_int; 1] = [9];
+    // SAFETY: NULL buffers with a part to put; the rest valid.
+    let rc = unsafe {
+        mooncake_store_batch_put_from_multi_buffers(
+            store,
+            keys.as_ptr(),
+            1,
+            [1usize].as_ptr(),
+            null(),
+            [3usize].as_ptr(),
+            null(),
+            -1,
+            0,
+            codes.as_mut_ptr(),
+        )
+    };
+    assert_eq!((rc, codes), (invalid, [9]));
+    mooncake_store_destroy(store);
+    owner.stop();
+}
