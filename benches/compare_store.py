@@ -13,7 +13,8 @@ with the ratio ours/wheel per run (latency: lower is better; GB/s: higher is bet
 
 Knobs: RUNS (3), SIZES (4096,16777216), APIS (bytes,zerocopy,batch_zc), DURATION (1),
 SEGMENT_MIB (1024), WHEEL_PYTHON (~/.cache/mooncake-anchor/venv/bin/python), OURS_PYTHON,
-OUT (dir).
+OUT (dir), SCENARIOS (remote,local), RUST (1; 0 skips `mooncake-bench store`, which has no
+batch_multi API: its column is then nan).
 Example: RUNS=3 python3 benches/compare_store.py > /tmp/store.md
 """
 import json
@@ -33,6 +34,8 @@ SIZES = os.environ.get("SIZES", "4096,16777216")
 APIS = os.environ.get("APIS", "bytes,zerocopy,batch_zc")
 DURATION = os.environ.get("DURATION", "1")
 SEGMENT_MIB = os.environ.get("SEGMENT_MIB", "1024")
+SCENARIOS = os.environ.get("SCENARIOS", "remote,local")
+RUST = os.environ.get("RUST", "1") != "0"
 OUT = os.environ.get("OUT") or tempfile.mkdtemp(prefix="mooncake-store-compare.")
 RELEASE = os.path.join(ROOT, "target", "release")
 os.makedirs(OUT, exist_ok=True)
@@ -40,7 +43,7 @@ os.makedirs(OUT, exist_ok=True)
 
 def bench_run(log, python, env=None, extra=()):
     out = subprocess.run([python, BENCH, "run", "--segment-mib", SEGMENT_MIB, "--apis", APIS, "--sizes", SIZES,
-                          "--duration", DURATION, "--log", os.path.join(OUT, "servers.log"), *extra],
+                          "--duration", DURATION, "--scenarios", SCENARIOS, "--log", os.path.join(OUT, "servers.log"), *extra],
                          env=env, capture_output=True, text=True, timeout=1800, check=False)
     log.write(out.stderr)
     if out.returncode != 0:
@@ -79,7 +82,7 @@ def main():
             order = [("wheel", wheel_run), ("ours", ours_run)]
             if run % 2:
                 order.reverse()
-            for name, fn in order + [("rust", rust_run)]:
+            for name, fn in order + ([("rust", rust_run)] if RUST else []):
                 print(f"run {run + 1}/{RUNS}: {name}", file=sys.stderr, flush=True)
                 results[name].append({key(r): r for r in fn(log)})
     with open(os.path.join(OUT, "results.json"), "w") as f:

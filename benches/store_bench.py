@@ -7,7 +7,9 @@ rounds of K fresh keys (K = --round-mib / size, at most --keys-cap): put every k
 key, then remove_all(force=True); rounds repeat until --duration seconds of put time or
 --max-rounds. Per phase: per-call latency p50/p99, keys/s and GB/s (1e9 bytes) over call time.
 APIs (--apis): bytes (put/get), zerocopy (put_from/get_into), batch_bytes (put_batch/get_batch),
-batch_zc (batch_put_from/batch_get_into); batched calls carry --batch keys.
+batch_zc (batch_put_from/batch_get_into), batch_multi (batch_put_from_multi_buffers/
+batch_get_into_multi_buffers, each value in --parts parts scattered as vLLM's per-layer KV
+cache is); batched calls carry --batch keys.
 
 Roles:
   run     (default) for each scenario: start a fresh mooncake_master on free loopback ports
@@ -118,6 +120,14 @@ def check(what, rc):
         raise SystemExit(f"store_bench: {what} returned {rc}")
 
 
+def multi_parts(base, slot, slots, size, parts):
+    """The addresses of the `parts` parts of the value in `slot`, laid out as vLLM's KV cache
+    is: part j of every slot lies in region j (one region per layer), so a value's parts are
+    `slots * size / parts` bytes apart."""
+    part = size // parts
+    return [base + j * slots * part + slot * part for j in range(parts)]
+
+
 def measure(store, api, size, reg, args):
     """One (api, size) point: rounds of fresh keys; returns the row without the scenario."""
     import numpy as np
@@ -128,8 +138,17 @@ def measure(store, api, size, reg, args):
     half = reg.nbytes // 2
     slots = max(1, half // size)
     src, dst = reg.ctypes.data, reg.ctypes.data + half
-    for j in range(min(slots, per_round)):
-        reg[j * size:(j + 1) * size] = np.frombuffer(value, dtype=np.uint8)
+    if api == "batch_multi":
+        if size % args.parts:
+            raise SystemExit(f"store_bench: {size} B does not split into {args.parts} parts")
+        part = size // args.parts
+        for j in range(min(slots, per_round)):
+            for p, a in enumerate(multi_parts(src, j, slots, size, args.parts)):
+                off = a - reg.ctypes.data
+                reg[off:off + part] = np.frombuffer(value[p * part:(p + 1) * part], dtype=np.uint8)
+    else:
+        for j in range(min(slots, per_round)):
+            reg[j * size:(j + 1) * size] = np.frombuffer(value, dtype=np.uint8)
     put_ns, get_ns, keys_done, ok = [], [], 0, True
     for rnd in range(args.max_rounds):
         keys = [f"{api}-{size}-r{rnd}-k{i}" for i in range(per_round)]
@@ -160,10 +179,26 @@ def measure(store, api, size, reg, args):
                 got = timed(get_ns, store.batch_get_into, [keys[i] for i in c],
                             [dst + i % slots * size for i in c], [size] * len(c))
                 ok &= all(n == size for n in got)
+        elif api == "batch_multi":
+            for c in chunks:
+                rcs = timed(put_ns, store.batch_put_from_multi_buffers, [keys[i] for i in c],
+                            [multi_parts(src, i % slots, slots, size, args.parts) for i in c],
+                            [[size // args.parts] * args.parts for _ in c])
+                check("batch_put_from_multi_buffers", next((r for r in rcs if r != 0), 0))
+            for c in chunks:
+                got = timed(get_ns, store.batch_get_into_multi_buffers, [keys[i] for i in c],
+                            [multi_parts(dst, i % slots, slots, size, args.parts) for i in c],
+                            [[size // args.parts] * args.parts for _ in c])
+                ok &= all(n == size for n in got)
         else:
             raise SystemExit(f"store_bench: unknown api {api!r}")
         if api in ("zerocopy", "batch_zc"):
             ok &= reg[half:half + size].tobytes() == value
+        if api == "batch_multi":
+            part = size // args.parts
+            back = b"".join(reg[a - reg.ctypes.data:a - reg.ctypes.data + part].tobytes()
+                            for a in multi_parts(dst, 0, slots, size, args.parts))
+            ok &= back == value
         keys_done += per_round
         store.remove_all(True)
         if sum(put_ns) / 1e9 >= args.duration:
@@ -197,7 +232,7 @@ def client(args):
 def child_argv(args, role, master, metadata):
     argv = [sys.executable, os.path.abspath(__file__), role, "--master", master, "--metadata", metadata]
     for name in ("segment_mib", "local_buf_mib", "reg_mib", "duration", "max_rounds", "keys_cap",
-                 "round_mib", "batch", "apis"):
+                 "round_mib", "batch", "apis", "parts"):
         argv += ["--" + name.replace("_", "-"), str(getattr(args, name))]
     return argv + ["--sizes", ",".join(map(str, args.sizes))]
 
@@ -273,6 +308,7 @@ def main():
                     default="4096,65536,1048576,16777216", help="value sizes in bytes")
     ap.add_argument("--apis", default="bytes,zerocopy,batch_bytes,batch_zc")
     ap.add_argument("--batch", type=int, default=32, help="keys per batched call")
+    ap.add_argument("--parts", type=int, default=32, help="batch_multi: parts per value")
     ap.add_argument("--duration", type=float, default=1.0, help="seconds of put time per point")
     ap.add_argument("--keys-cap", type=int, default=512)
     ap.add_argument("--round-mib", type=int, default=256)

@@ -589,6 +589,60 @@ int mooncake_store_setup_dummy(mooncake_store_t store,
 int mooncake_store_alloc_from_mem_pool(mooncake_store_t store, uint64_t size, uint64_t *addr_out);
 
 /**
+ * Puts `count` keys, each the concatenation of its parts: key `i`'s parts are the next
+ * `part_counts[i]` entries of `buffers` (read `sizes[j]` bytes at `buffers[j]`). The parts go
+ * straight from the caller's memory to every replica, all in one engine batch. Writes each
+ * key's code into `results_out[i]` (0, or `INVALID_PARAMS` for a key without parts, an empty
+ * key or value, or a part at NULL with a size; `TRANSFER_FAIL` when a copy failed, the put
+ * then revoked) and returns 0; a negative code (nothing written to `results_out`) for wrong
+ * arguments. An existing key is kept (0) unless `upsert`. `config` NULL: one replica.
+ * `soft_pin_ttl_ms` as in `mooncake_store_put_ex`. The buffers stay the caller's and must
+ * stay readable until the call returns. Parts in registered memory are read in place; a part
+ * the store's transfer path cannot reach fails its key with `TRANSFER_FAIL`. Thread-safe.
+ *
+ * # Safety
+ * `keys`, `part_counts` hold `count` entries (keys NUL-terminated); `buffers`, `sizes` hold
+ * as many entries as `part_counts` sums to, each buffer readable for its size;
+ * `results_out` writable for `count` ints; `config` NULL or valid.
+ */
+int mooncake_store_batch_put_from_multi_buffers(mooncake_store_t store,
+                                                const char *const *keys,
+                                                size_t count,
+                                                const size_t *part_counts,
+                                                void *const *buffers,
+                                                const size_t *sizes,
+                                                const mooncake_replicate_config_t *config,
+                                                int64_t soft_pin_ttl_ms,
+                                                int upsert,
+                                                int *results_out);
+
+/**
+ * Reads `count` keys, each into its parts: key `i`'s parts are the next `part_counts[i]`
+ * entries of `buffers` (`sizes[j]` bytes at `buffers[j]`), filled in order with the value's
+ * bytes, all in one engine batch. The parts must hold exactly the value: less is
+ * `INVALID_PARAMS`, more is `TRANSFER_FAIL` (as Mooncake answers), and nothing is written for
+ * such a key. Writes each key's byte count or negative code (`OBJECT_NOT_FOUND` for an
+ * unknown or empty key) into `results_out[i]` and returns 0; a negative code (nothing written
+ * to `results_out`) for wrong arguments. `prefer_alloc_in_same_node` is accepted and has no
+ * effect (Mooncake's hint for its NUMA-aware allocation). Parts in registered memory are
+ * written in place; a part the store's transfer path cannot reach fails its key with
+ * `TRANSFER_FAIL`. Grants and ends a read lease per key. Thread-safe.
+ *
+ * # Safety
+ * `keys`, `part_counts` hold `count` entries (keys NUL-terminated); `buffers`, `sizes` hold
+ * as many entries as `part_counts` sums to, each buffer writable for its size;
+ * `results_out` writable for `count` int64_t.
+ */
+int mooncake_store_batch_get_into_multi_buffers(mooncake_store_t store,
+                                                const char *const *keys,
+                                                size_t count,
+                                                const size_t *part_counts,
+                                                void *const *buffers,
+                                                const size_t *sizes,
+                                                int prefer_alloc_in_same_node,
+                                                int64_t *results_out);
+
+/**
  * Runs the tool `tool` (`mooncake_master`, `mooncake_client`, `mooncake-bench` (also
  * `mooncake_bench`, `transfer_engine_bench`) or `mooncake_http_metadata_server`) with the
  * command line `argv[0..argc]` (`argv[0]`: the name it was run as, which the tool names itself

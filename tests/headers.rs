@@ -110,6 +110,7 @@ fn expected() -> Vec<(&'static str, String)> {
             "src/ffi/mooncake.rs",
             "src/ffi/engine/extras.rs",
             "src/ffi/store/extras.rs",
+            "src/ffi/store/multi.rs",
             "src/ffi/cli.rs",
         ],
         config(

@@ -73,6 +73,11 @@ _PROTOTYPES = {
     "mooncake_store_close": (c_int, [c_void_p]),
     "mooncake_store_setup_dummy": (c_int, [c_void_p, c_uint64, c_uint64, c_char_p]),
     "mooncake_store_alloc_from_mem_pool": (c_int, [c_void_p, c_uint64, POINTER(c_uint64)]),
+    # multi-buffer puts and gets
+    "mooncake_store_batch_put_from_multi_buffers": (c_int, [c_void_p, _KEYS, c_size_t, _SIZES, _PTRS, _SIZES, _CFG,
+                                                            c_int64, c_int, POINTER(c_int)]),
+    "mooncake_store_batch_get_into_multi_buffers": (c_int, [c_void_p, _KEYS, c_size_t, _SIZES, _PTRS, _SIZES, c_int,
+                                                            POINTER(c_int64)]),
 }
 
 

@@ -660,6 +660,70 @@ class MooncakeDistributedStore:
         return _failed("unregister_buffer", LIB.mooncake_store_unregister_buffer(
             self._handle, _u64(buffer_ptr, "buffer_ptr") or None))
 
+    # ---- multi-buffer puts and gets ----
+
+    def batch_put_from_multi_buffers(self, keys: List[str], all_buffer_ptrs: List[List[int]],
+                                     all_sizes: List[List[int]],
+                                     config: Optional[ReplicateConfig] = None) -> List[int]:
+        """Puts each key's value from scattered buffers: key i is the concatenation of
+        ``all_sizes[i][j]`` bytes at ``all_buffer_ptrs[i][j]``, in order. One code per key;
+        every key gets INVALID_PARAMS when the lists' lengths disagree (as Mooncake's)."""
+        flat = _flat_parts("batch_put_from_multi_buffers", keys, all_buffer_ptrs, all_sizes, whole=True)
+        if isinstance(flat, list):
+            return flat
+        karr, n, counts, addrs, lens = flat
+        cfg = _CConfig.of(config)
+        results = (c_int * max(1, n))()
+        rc = LIB.mooncake_store_batch_put_from_multi_buffers(
+            self._handle, karr, n, counts, addrs, lens, cfg.ref, cfg.ttl, 0, results)
+        if rc != 0:
+            return [_failed("batch_put_from_multi_buffers", rc)] * n
+        return list(results[:n])
+
+    def batch_get_into_multi_buffers(self, keys: List[str], all_buffer_ptrs: List[List[int]],
+                                     all_sizes: List[List[int]],
+                                     prefer_alloc_in_same_node: bool = False) -> List[int]:
+        """Reads each key's value into scattered buffers (key i fills ``all_sizes[i][j]``
+        bytes at ``all_buffer_ptrs[i][j]`` in order; the sizes must add up to the value's).
+        Bytes read or a negative code per key."""
+        flat = _flat_parts("batch_get_into_multi_buffers", keys, all_buffer_ptrs, all_sizes, whole=False)
+        if isinstance(flat, list):
+            return flat
+        karr, n, counts, addrs, lens = flat
+        results = (c_int64 * max(1, n))()
+        rc = LIB.mooncake_store_batch_get_into_multi_buffers(
+            self._handle, karr, n, counts, addrs, lens, int(bool(prefer_alloc_in_same_node)), results)
+        if rc != 0:
+            return [_failed("batch_get_into_multi_buffers", rc)] * n
+        return list(results[:n])
+
+
+def _flat_parts(what: str, keys: Sequence[str], all_buffer_ptrs: Sequence[Sequence[int]],
+                all_sizes: Sequence[Sequence[int]], whole: bool):
+    """The C arguments of a multi-buffer call (keys, count, part counts, flat pointers and
+    sizes), or the answer when the lists' lengths disagree: INVALID_PARAMS for every key, or
+    with ``whole`` False only for the keys whose own two lists disagree (those get no parts,
+    which the library refuses with INVALID_PARAMS)."""
+    karr, n = _keys(keys)
+    if len(all_buffer_ptrs) != n or len(all_sizes) != n:
+        log.error("%s: %d keys, %d buffer lists, %d size lists", what, n, len(all_buffer_ptrs), len(all_sizes))
+        return [INVALID_PARAMS] * n
+    counts: List[int] = []
+    addrs: List[int] = []
+    lens: List[int] = []
+    for i in range(n):
+        ptrs, sizes = _uints(all_buffer_ptrs[i], "all_buffer_ptrs[i]"), _uints(all_sizes[i], "all_sizes[i]")
+        if len(ptrs) != len(sizes):
+            log.error("%s: key %d has %d buffers and %d sizes", what, i, len(ptrs), len(sizes))
+            if whole:
+                return [INVALID_PARAMS] * n
+            ptrs, sizes = [], []
+        counts.append(len(ptrs))
+        addrs.extend(ptrs)
+        lens.extend(sizes)
+    m = max(1, len(addrs))
+    return (karr, n, (c_size_t * max(1, n))(*counts), (c_void_p * m)(*addrs), (c_size_t * m)(*lens))
+
 
 # ---- tensor helpers (only with torch) --------------------------------------------------------
 

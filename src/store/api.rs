@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::KeyParts;
 use super::client::RealClient;
 use super::dummy::DummyClient;
 use super::{ByteRange, ErrorCode, KeyBuffer, ReplicaConfig, StoreConfig, StoreError, StoreResult};
@@ -154,6 +155,26 @@ impl Store {
 
     pub fn remove_all(&self, force: bool) -> StoreResult<i64> {
         both!(self, c => c.remove_all(force))
+    }
+
+    // ---- multi-buffer puts and gets (`multi.rs`) ----
+
+    /// Puts each key's parts, concatenated, straight from the caller's memory: one engine
+    /// batch for every part of every key and replica. An existing key is kept (Ok) unless
+    /// `upsert`. One outcome per key.
+    pub fn batch_put_from_multi_buffers(
+        &self,
+        items: &[KeyParts<'_>],
+        config: &ReplicaConfig,
+        upsert: bool,
+    ) -> Vec<StoreResult<()>> {
+        both!(self, c => c.batch_put_from_multi_buffers(items, config, upsert))
+    }
+
+    /// Reads each key's value into its parts (which must hold exactly the value): the bytes
+    /// read per key, or its error.
+    pub fn batch_get_into_multi_buffers(&self, items: &[KeyParts<'_>]) -> Vec<StoreResult<u64>> {
+        both!(self, c => c.batch_get_into_multi_buffers(items))
     }
 }
 

@@ -182,13 +182,13 @@ impl Inner {
     }
 
     /// Tells the master (with the next request) that the reads of `infos` are over.
-    fn finished(&self, keys: &[&str], infos: &[StoreResult<ObjectInfo>]) {
+    pub(super) fn finished(&self, keys: &[&str], infos: &[StoreResult<ObjectInfo>]) {
         let done = keys.iter().zip(infos).filter_map(|(k, i)| i.as_ref().ok().map(|i| (k.to_string(), i.read_id)));
         self.master.reads_finished(done);
     }
 
     /// The replica to read: this process's own when there is one, else the first.
-    fn pick<'a>(&self, replicas: &'a [Replica]) -> &'a Replica {
+    pub(super) fn pick<'a>(&self, replicas: &'a [Replica]) -> &'a Replica {
         replicas.iter().find(|r| r.segment_name == self.hostname).unwrap_or(&replicas[0])
     }
 
@@ -255,7 +255,7 @@ impl Inner {
 }
 
 /// A copy that ended after the lease may have raced with the space being reused.
-fn within_lease(started: Instant, lease: Duration) -> StoreResult<()> {
+pub(super) fn within_lease(started: Instant, lease: Duration) -> StoreResult<()> {
     if !lease.is_zero() && started.elapsed() > lease {
         return Err(StoreError::new(
             ErrorCode::LeaseExpired,

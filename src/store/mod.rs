@@ -82,3 +82,7 @@ pub struct ByteRange {
 
 /// How long RPCs to the master may take before they fail with `RPC_FAIL`.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---- multi-buffer puts and gets (`multi.rs`) ----
+mod multi;
+pub use multi::{KeyParts, Part};

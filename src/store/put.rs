@@ -119,7 +119,7 @@ impl RealClient {
     /// (given `(item index, slot)` pairs, returning one outcome per pair), and finished in one
     /// request. Items whose key another put was still writing wait for it and are retried one
     /// by one through the same `write`.
-    fn batch_put_filtered(
+    pub(super) fn batch_put_filtered(
         &self,
         keys: &[&str],
         sizes: &[u64],
@@ -363,7 +363,7 @@ fn gather(parts: &[&[u8]], from: u64, chunk: &Chunk<'_>, dst: u64, len: u64) {
     }
 }
 
-fn check_size(size: u64) -> StoreResult<()> {
+pub(super) fn check_size(size: u64) -> StoreResult<()> {
     if size == 0 {
         return Err(StoreError::invalid("the value is empty"));
     }

@@ -12,3 +12,7 @@ pub mod types;
 pub use extras::*;
 pub use store_c::*;
 pub use types::*;
+
+// ---- multi-buffer puts and gets ----
+pub mod multi;
+pub use multi::*;

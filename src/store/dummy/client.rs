@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use super::proto::{DUMMY_PROTOCOL, DummyRequest, DummyResponse, Range, socket_name};
+use super::proto::{DUMMY_PROTOCOL, DummyRequest, DummyResponse, MultiRange, Range, socket_name};
 use super::wire;
 use crate::proto::{Envelope, ErrorCode};
-use crate::store::{ByteRange, KeyBuffer, ReplicaConfig, StoreError, StoreResult};
+use crate::store::{ByteRange, KeyBuffer, KeyParts, ReplicaConfig, StoreError, StoreResult};
 use crate::sys::mapping::SharedMapping;
 
 struct Conn {
@@ -393,5 +393,48 @@ fn kind(request: &DummyRequest) -> &'static str {
         DummyRequest::RemoveByRegex { .. } => "RemoveByRegex",
         DummyRequest::RemoveAll { .. } => "RemoveAll",
         DummyRequest::Health => "Health",
+        DummyRequest::PutMulti { .. } => "PutMulti",
+        DummyRequest::GetMulti { .. } => "GetMulti",
+    }
+}
+
+// ---- multi-buffer puts and gets ----
+
+/// The parts of `items` as the request carries them (the dummy's addresses).
+fn multi_ranges(items: &[KeyParts<'_>]) -> Vec<MultiRange> {
+    items
+        .iter()
+        .map(|it| MultiRange { key: it.key.into(), parts: it.parts.iter().map(|p| (p.addr, p.len)).collect() })
+        .collect()
+}
+
+impl DummyClient {
+    /// As the real client's, with parts in memory shared with it (`alloc_from_mem_pool`):
+    /// the real client writes them straight from the shared mapping.
+    pub fn batch_put_from_multi_buffers(
+        &self,
+        items: &[KeyParts<'_>],
+        config: &ReplicaConfig,
+        upsert: bool,
+    ) -> Vec<StoreResult<()>> {
+        let request = DummyRequest::PutMulti { items: multi_ranges(items), config: config.clone(), upsert };
+        match self.call(&request, None) {
+            Ok(DummyResponse::Codes(c)) if c.len() == items.len() => {
+                c.into_iter().map(|r| r.map_err(|code| StoreError::from_master(code, "PutMulti"))).collect()
+            }
+            Ok(other) => items.iter().map(|_| Err(unexpected(&other))).collect(),
+            Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// As the real client's, into memory shared with it.
+    pub fn batch_get_into_multi_buffers(&self, items: &[KeyParts<'_>]) -> Vec<StoreResult<u64>> {
+        match self.call(&DummyRequest::GetMulti { items: multi_ranges(items) }, None) {
+            Ok(DummyResponse::Sizes(s)) if s.len() == items.len() => {
+                s.into_iter().map(|r| r.map_err(|code| StoreError::from_master(code, "GetMulti"))).collect()
+            }
+            Ok(other) => items.iter().map(|_| Err(unexpected(&other))).collect(),
+            Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+        }
     }
 }

@@ -71,6 +71,24 @@ pub enum DummyRequest {
         force: bool,
     },
     Health,
+    // ---- multi-buffer puts and gets ----
+    /// Each key's value is the concatenation of its parts (the dummy's addresses).
+    PutMulti {
+        items: Vec<MultiRange>,
+        config: ReplicaConfig,
+        upsert: bool,
+    },
+    /// Answer: `Sizes`.
+    GetMulti {
+        items: Vec<MultiRange>,
+    },
+}
+
+/// A key and its parts, `(addr, len)` in the dummy's memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiRange {
+    pub key: String,
+    pub parts: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use super::proto::{DUMMY_PROTOCOL, DummyRequest, DummyResponse, Range, socket_name};
+use super::proto::{DUMMY_PROTOCOL, DummyRequest, DummyResponse, MultiRange, Range, socket_name};
 use super::wire;
 use crate::proto::Envelope;
-use crate::store::{ByteRange, KeyBuffer, StoreError, StoreResult, client::RealClient};
+use crate::store::{ByteRange, KeyBuffer, KeyParts, Part, StoreError, StoreResult, client::RealClient};
 use crate::sys::mapping::SharedMapping;
 
 /// A running server; dropping it stops accepting (sessions end with their dummies).
@@ -165,6 +165,20 @@ impl Session {
             }
             DummyRequest::RemoveAll { force } => store.remove_all(force).map(DummyResponse::Count),
             DummyRequest::Health => Ok(DummyResponse::Health(store.health_check())),
+            DummyRequest::PutMulti { items, config, upsert } => {
+                let (parts, refused) = self.translated_parts(&items);
+                let keys = key_parts(&items, &parts);
+                let mut out = store.batch_put_from_multi_buffers(&keys, &config, upsert);
+                refuse_parts(&mut out, refused);
+                Ok(DummyResponse::Codes(out.into_iter().map(|r| r.map_err(|e| e.code)).collect()))
+            }
+            DummyRequest::GetMulti { items } => {
+                let (parts, refused) = self.translated_parts(&items);
+                let keys = key_parts(&items, &parts);
+                let mut out = store.batch_get_into_multi_buffers(&keys);
+                refuse_parts(&mut out, refused);
+                Ok(DummyResponse::Sizes(out.into_iter().map(|r| r.map_err(|e| e.code)).collect()))
+            }
         };
         answer.unwrap_or_else(|e| DummyResponse::Error(e.code, e.message))
     }
@@ -206,4 +220,53 @@ fn not_shared(addr: u64, len: u64) -> StoreError {
     StoreError::invalid(format!(
         "{len} bytes at {addr:#x} are not in memory shared with the real client (use alloc_from_mem_pool)"
     ))
+}
+
+// ---- multi-buffer puts and gets ----
+
+impl Session {
+    /// Our addresses of each key's parts; a key with a part outside the shared mappings gets
+    /// no parts here (the store refuses it as a key without parts) and its reason in the
+    /// second list, which replaces the store's answer.
+    fn translated_parts(&self, items: &[MultiRange]) -> (Vec<Vec<Part>>, Vec<Option<StoreError>>) {
+        items
+            .iter()
+            .map(|it| {
+                let parts: Option<Vec<Part>> = it
+                    .parts
+                    .iter()
+                    .map(|&(addr, len)| {
+                        if len == 0 {
+                            return Some(Part { addr, len });
+                        }
+                        self.translate(addr, len).map(|local| Part { addr: local, len })
+                    })
+                    .collect();
+                match parts {
+                    Some(p) => (p, None),
+                    None => {
+                        let (addr, len) = it
+                            .parts
+                            .iter()
+                            .copied()
+                            .find(|&(a, l)| l > 0 && self.translate(a, l).is_none())
+                            .unwrap_or((0, 0));
+                        (Vec::new(), Some(not_shared(addr, len)))
+                    }
+                }
+            })
+            .unzip()
+    }
+}
+
+fn key_parts<'a>(items: &'a [MultiRange], parts: &'a [Vec<Part>]) -> Vec<KeyParts<'a>> {
+    items.iter().zip(parts).map(|(it, p)| KeyParts { key: &it.key, parts: p }).collect()
+}
+
+fn refuse_parts<T>(out: &mut [StoreResult<T>], refused: Vec<Option<StoreError>>) {
+    for (o, r) in out.iter_mut().zip(refused) {
+        if let Some(e) = r {
+            *o = Err(e);
+        }
+    }
 }
