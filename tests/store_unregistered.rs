@@ -198,4 +198,17 @@ fn close_after_a_failed_get_into_does_not_wait_out_the_read_lease() {
     c.close().unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "close took {took:?}");
+
+    // A reader without a segment closes right after reading from another client's segment:
+    // its finished read must not hold that segment's unmount for the lease either.
+    let owner = client(&master, 16 * MIB, MIB);
+    let reader = client(&master, 0, 0);
+    reader.put_from("lease2", value.as_ptr() as u64, 4096, &one(), false).unwrap();
+    let out = Guarded::new(4096);
+    assert_eq!(reader.get_into("lease2", out.addr(), 4096).unwrap(), 4096);
+    reader.close().unwrap();
+    let started = Instant::now();
+    owner.close().unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "the owner's close took {took:?} after the reader's close");
 }

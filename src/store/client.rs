@@ -165,6 +165,11 @@ impl RealClient {
         if let Some(h) = self.heartbeat.lock().take() {
             let _ = h.join();
         }
+        // Our finished reads first: a segment (ours or another client's) must not wait out the
+        // lease of a read that is over.
+        if let Err(e) = self.inner.master.flush_reads() {
+            tracing::debug!("telling the master about finished reads: {e}");
+        }
         let segments = std::mem::take(&mut *self.inner.segments.lock());
         let mut wait = Duration::ZERO;
         let mut first_err = None;
