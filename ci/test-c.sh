@@ -10,7 +10,9 @@
 #                        verified between two processes, in 1 MiB and 4 KiB requests;
 #   store_put_get        c_examples/store_put_get.c against a mooncake_master of LIB_DIR
 #                        (started on free loopback ports, stopped by its PID); skipped, with a
-#                        note, when LIB_DIR has no mooncake_master.
+#                        note, when LIB_DIR has no mooncake_master;
+#   store_unregistered   c_examples/store_unregistered.c the same way: the zero-copy calls on
+#                        malloc'd (unregistered) memory, and a zero local buffer.
 #
 # Usage: ci/test-c.sh [LIB_DIR [INCLUDE_DIR]]
 #   LIB_DIR      holds libmooncake.so (default: target/release; build it first with
@@ -176,10 +178,10 @@ free_port() {
     return 1
 }
 
-# run_store_example: starts mooncake_master, runs the store example against it, stops the
-# master by its PID.
+# run_store_example PROGRAM: starts mooncake_master, runs the store example PROGRAM (a name
+# under $build) against it, stops the master by its PID.
 run_store_example() {
-    local master=$lib_dir/mooncake_master rpc http metrics pid rc i
+    local program=$1 master=$lib_dir/mooncake_master rpc http metrics pid rc i
     rpc=$(free_port) && http=$(free_port) && metrics=$(free_port) || return 1
     "$master" --rpc_address=127.0.0.1 --rpc_port="$rpc" --metrics_host=127.0.0.1 \
         --metrics_port="$metrics" --enable_http_metadata_server=true \
@@ -194,7 +196,7 @@ run_store_example() {
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    run_bounded "$build/store_put_get" "127.0.0.1:$rpc" "http://127.0.0.1:$http/metadata"
+    run_bounded "$build/$program" "127.0.0.1:$rpc" "http://127.0.0.1:$http/metadata"
     rc=$?
     kill "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
@@ -202,14 +204,16 @@ run_store_example() {
     return $rc
 }
 
-if step "compile store_put_get (C11)" "$cc" -std=c11 -O2 "${warnings[@]}" -I"$inc_dir" \
-    c_examples/store_put_get.c "${link[@]}" -o "$build/store_put_get"; then
-    if [[ -x $lib_dir/mooncake_master ]]; then
-        step "run store_put_get (C11)" run_store_example
-    else
-        summary+=("SKIP  run store_put_get ($lib_dir/mooncake_master not built)")
+for program in store_put_get store_unregistered; do
+    if step "compile $program (C11)" "$cc" -std=c11 -O2 "${warnings[@]}" -I"$inc_dir" \
+        "c_examples/$program.c" "${link[@]}" -o "$build/$program"; then
+        if [[ -x $lib_dir/mooncake_master ]]; then
+            step "run $program (C11)" run_store_example "$program"
+        else
+            summary+=("SKIP  run $program ($lib_dir/mooncake_master not built)")
+        fi
     fi
-fi
+done
 
 # README.md's "Using it from C", verbatim: its C function with a main added, compiled by its
 # `cc` line run from the repository root as written there, then run: the program must find

@@ -532,9 +532,11 @@ size_t mooncake_store_buffer_size(const mooncake_store_buffer_t *buffer);
 void mooncake_store_buffer_free(mooncake_store_buffer_t *buffer);
 
 /**
- * Reads `count` byte ranges of `key`'s value into `buffer` (registered memory, or copied
- * through the staging buffer): range i moves `ranges[i].size` bytes from offset
- * `ranges[i].src_offset` of the value to `buffer + ranges[i].dst_offset`. Writes each range's
+ * Reads `count` byte ranges of `key`'s value into `buffer`, which must be registered with
+ * `mooncake_store_register_buffer` (the registration bounds the ranges; each range outside
+ * it is `INVALID_PARAMS`, as Mooncake's `get_into_ranges` answers): range i moves
+ * `ranges[i].size` bytes from offset `ranges[i].src_offset` of the value to
+ * `buffer + ranges[i].dst_offset`. Writes each range's
  * byte count or negative code (`INVALID_PARAMS` for a range outside the value) into
  * `results_out[i]` and returns 0; returns the key's negative code (`OBJECT_NOT_FOUND`, ...,
  * with every `results_out[i]` set to it) when the object cannot be read, or a negative code

@@ -410,8 +410,10 @@ batch_id_t allocateBatchID(transfer_engine_t engine, size_t batch_size);
  * each with `getTransferStatus` (task ids continue across submissions of one batch).
  * All or nothing: returns 0, or 1 InvalidArgument (NULL arguments, bad opcode, unknown batch
  * or segment), 2 TooManyRequests (over the batch size), 3 AddressNotRegistered (a `source`
- * range not inside one registered region), 8 NotSupportedTransport (the target's protocol is
- * not installed). A remote range the target refuses ends its task `STATUS_FAILED`.
+ * range not inside one registered region on an RDMA route; the local, same-host and TCP
+ * routes take unregistered memory, as Mooncake's TCP transport does, and a `source` that is
+ * not mapped ends its task `STATUS_FAILED`), 8 NotSupportedTransport (the target's protocol
+ * is not installed). A remote range the target refuses ends its task `STATUS_FAILED`.
  * The `source` memory must stay valid until the task has ended. Thread-safe.
  *
  * # Safety

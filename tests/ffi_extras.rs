@@ -102,10 +102,20 @@ fn transfer_sync_codes() {
             MOONCAKE_ERR_TRANSFER_FAILED,
             "mooncake_transfer_sync",
         );
-        let mut unreg = [request(OPCODE_WRITE, 0x1000 as *const u8, seg, dst.as_ptr() as u64, 8)];
+        // A source that was never registered is taken (as Mooncake's TCP transport); one that
+        // is not even mapped fails the transfer, not the process.
+        let loose = [3u8; 8];
+        let mut unreg = [request(OPCODE_WRITE, loose.as_ptr(), seg, dst.as_ptr() as u64, 8)];
         assert_code(
             mooncake_transfer_sync(a, unreg.as_mut_ptr(), 1, std::ptr::null(), 10_000),
-            ERR_ADDRESS_NOT_REGISTERED,
+            0,
+            "mooncake_transfer_sync",
+        );
+        assert!(dst[..8].iter().all(|&x| x == 3));
+        let mut unmapped = [request(OPCODE_WRITE, 0x1000 as *const u8, seg, dst.as_ptr() as u64, 8)];
+        assert_code(
+            mooncake_transfer_sync(a, unmapped.as_mut_ptr(), 1, std::ptr::null(), 10_000),
+            MOONCAKE_ERR_TRANSFER_FAILED,
             "mooncake_transfer_sync",
         );
         assert_code(

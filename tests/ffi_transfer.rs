@@ -39,10 +39,10 @@ fn submit_transfer_codes() {
         let mut r = [good];
         r[0].opcode = 7;
         assert_code(submitTransfer(a, batch, r.as_mut_ptr(), 1), 1, "submitTransfer");
-        let mut r = [request(OPCODE_WRITE, 0x1000 as *const u8, seg, dst.as_ptr() as u64, 4096)];
-        assert_code(submitTransfer(a, batch, r.as_mut_ptr(), 1), 3, "submitTransfer");
-        let mut r = [request(OPCODE_WRITE, src.as_ptr().wrapping_add(1 << 16), seg, dst.as_ptr() as u64, 1)];
-        assert_code(submitTransfer(a, batch, r.as_mut_ptr(), 1), 3, "submitTransfer");
+        // 3 AddressNotRegistered is for RDMA routes only (tests/rdma_guest.rs); on this one an
+        // unregistered source is taken (tests/engine_unregistered.rs), one that wraps is 1.
+        let mut r = [request(OPCODE_WRITE, usize::MAX as *const u8, seg, dst.as_ptr() as u64, 16)];
+        assert_code(submitTransfer(a, batch, r.as_mut_ptr(), 1), 1, "submitTransfer");
         let mut r = [good, good, good];
         assert_code(submitTransfer(a, batch, r.as_mut_ptr(), 3), 2, "submitTransfer");
         let mut r = [good];

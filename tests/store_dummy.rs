@@ -128,3 +128,28 @@ fn a_dummy_without_a_real_client_fails_with_rpc_fail() {
     let e = Store::setup_dummy(0, MIB, "no-port").err().expect("bad address");
     assert_eq!(e.code, ErrorCode::InvalidParams);
 }
+
+#[test]
+fn a_dummy_with_a_zero_local_buffer_fails_put_and_get_of_bytes_and_keeps_zero_copy() {
+    // As Mooncake's dummy (its buffer allocator has nothing to hand out): put fails and leaves
+    // no key; the zero-copy calls on pool memory still work.
+    let master = Master::start(&[]);
+    let mut real = RealClientProcess::start(&master);
+    let d = Store::setup_dummy(0, 0, &real.address()).expect("dummy with local_buffer_size 0");
+    let e = d.put_parts("zero-dummy", &[b"test_zero_buffer_value"], &one(), false).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidParams, "{e}");
+    assert!(!d.is_exist("zero-dummy").unwrap());
+    let pool = d.alloc_from_mem_pool(MIB).unwrap();
+    d.register_buffer(pool, MIB).unwrap();
+    // SAFETY: `pool` is a mapping of MIB bytes this dummy owns until it is closed.
+    let mem = unsafe { std::slice::from_raw_parts_mut(pool as *mut u8, MIB as usize) };
+    support::fill(&mut mem[..4096], 3);
+    let want = mem[..4096].to_vec();
+    d.put_from("zero-dummy-zc", pool, 4096, &one(), false).unwrap();
+    mem[..4096].fill(0);
+    assert_eq!(d.get_into("zero-dummy-zc", pool, 4096).unwrap(), 4096);
+    assert_eq!(&mem[..4096], &want[..]);
+    assert_eq!(d.get("zero-dummy-zc").unwrap_err().code, ErrorCode::InvalidParams);
+    d.close().unwrap();
+    assert!(real.terminate().success());
+}

@@ -4,9 +4,9 @@ A drop-in for the pybind module of Mooncake's wheel: the same classes, method na
 names, defaults and return values, so connector code (vLLM, SGLang, LMCache) runs unchanged.
 Methods return Mooncake's integers (0 success, negative failure; batch ids, 0 on failure) and
 log the reason of a failure on the ``mooncake`` logger; they raise only where Mooncake raises
-(an argument of the wrong type is a ``TypeError``, as pybind raises it). Mooncake's TCP
-transport also moves data from and to local memory that was never registered; this one refuses
-that (-1, "not inside one registered region"), as the C interface promises.
+(an argument of the wrong type is a ``TypeError``, as pybind raises it). As Mooncake's TCP
+transport, this one also moves data from and to local memory that was never registered (over
+TCP and the same-host path; RDMA needs registered memory).
 
 Every engine call releases the GIL (ctypes does so for foreign calls); a synchronous transfer is
 one library call that waits inside the library.

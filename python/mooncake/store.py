@@ -487,7 +487,8 @@ class MooncakeDistributedStore:
         return self._put_batch("upsert_batch", keys, values, config, True)
 
     def put_from(self, key: str, buffer_ptr: int, size: int, config: Optional[ReplicateConfig] = None) -> int:
-        """Zero copy: stores ``size`` bytes at ``buffer_ptr`` (registered with ``register_buffer``)."""
+        """Zero copy: stores ``size`` bytes at ``buffer_ptr`` (registered with ``register_buffer``
+        or not, as the wheel's TCP path takes it)."""
         return self._put_from("put_from", key, buffer_ptr, size, config, False)
 
     def upsert_from(self, key: str, buffer_ptr: int, size: int, config: Optional[ReplicateConfig] = None) -> int:

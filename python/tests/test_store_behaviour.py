@@ -39,15 +39,6 @@ DIFFERENT = {
     "put_from_20MiB_when_segment_full": 0,
     "get_into_60MiB": -704,
     "remove_big60": -704,
-    # Unregistered memory: the wheel's tcp path copies from/to it; ours refuses it, as
-    # store_c.h documents (register_buffer first).
-    "put_from_unregistered": -600,
-    "get_after_put_from_unregistered": {"bytes_len": 0, "head": ""},
-    "get_into_unregistered": -600,
-    "get_into_unregistered_bytes_ok": False,
-    # Zero-length puts: the wheel accepts put_from(size 0) and put_parts() with no part.
-    "put_from_size0": -600,
-    "put_parts_none": -600,
     # A master that is down: the wheel says -1, ours RPC_FAIL.
     "setup_master_down": -900,
     # A 1 KiB segment: the wheel's minimum is larger; ours takes it.

@@ -431,6 +431,21 @@ def run_survey(master_addr, metadata, store_mod, master_proc, out):
     case("remove_after_close", st.remove, "k1")
     case("get_hostname_after_close", st.get_hostname)
 
+    # ---- local_buffer_size 0 (Mooncake's TestZeroLocalBufferSize): put fails, zero copy works ----
+    z, rcz = new_store(local_buffer_size=0)
+    out["setup_local_buffer_0"] = rcz
+    if rcz == 0:
+        case("put_local_buffer_0", z.put, "zero-buf", b"test_zero_buffer_value")
+        case("is_exist_after_put_local_buffer_0", z.is_exist, "zero-buf")
+        zsrc = Buf(1 * MIB, fill=0x43)
+        case("put_from_unregistered_local_buffer_0", z.put_from, "zero-zc", zsrc.addr, 4096)
+        zdst = Buf(1 * MIB, fill=0)
+        case("get_into_unregistered_local_buffer_0", z.get_into, "zero-zc", zdst.addr, 8192)
+        out["get_into_local_buffer_0_bytes_ok"] = zdst.read(4096) == b"C" * 4096
+        case("get_local_buffer_0", z.get, "zero-zc")
+        case("remove_local_buffer_0", z.remove, "zero-zc", True)
+        case("close_local_buffer_0", z.close)
+
     # ---- master gone ----
     st7, rc7 = new_store()
     if rc7 == 0:

@@ -274,6 +274,7 @@ pub fn cut_task(
         out.push(Slice {
             opcode: req.opcode,
             local: (req.source + offset) as usize,
+            verified: true,
             remote: req.target_offset + offset,
             len,
             sink: sink.clone(),

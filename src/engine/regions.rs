@@ -175,6 +175,10 @@ impl TargetMemory for RegionTable {
         }
         Some(MemoryLease::new(region.drain.read_arc()))
     }
+
+    fn vouches_for(&self, addr: u64, len: u64) -> bool {
+        self.contains(addr, len)
+    }
 }
 
 fn overlapping(map: &BTreeMap<u64, Arc<Region>>, addr: u64, len: u64) -> Option<(u64, u64)> {

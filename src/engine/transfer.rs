@@ -16,7 +16,8 @@ use crate::transport::{CompletionSink, Opcode, Route, Slice, Transport};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransferRequest {
     pub opcode: Opcode,
-    /// Local address (registered).
+    /// Local address: registered, or (local, same-host and TCP routes) any memory of this
+    /// process, as Mooncake's TCP transport takes it.
     pub source: u64,
     /// 0 = this engine; else an id from `open_segment`.
     pub target_id: i32,
@@ -91,25 +92,32 @@ impl TransferEngine {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Copies `length` bytes between registered memory at `local` and this engine's own
-    /// segment at `remote`, on the caller's thread and at once (no batch). For callers that own
-    /// both sides and wait for the copy anyway (the store's replicas in this process); the
-    /// ranges are checked as for a submitted request.
+    /// Copies `length` bytes between memory at `local` (registered or not, as for a request
+    /// on the local route) and this engine's own segment at `remote`, on the caller's thread
+    /// and at once (no batch). For callers that own both sides and wait for the copy anyway
+    /// (the store's replicas in this process); the target range is checked as for a submitted
+    /// request, and an unregistered `local` that is not mapped fails the copy.
     pub fn copy_local(&self, opcode: Opcode, local: u64, remote: u64, length: u64) -> Result<()> {
         self.shared.check_running()?;
-        if !self.shared.regions.contains(local, length) {
-            return Err(Error::new(
-                Code::AddressNotRegistered,
-                format!("local range {local:#x}+{length} is not inside one registered region"),
-            ));
+        if local.checked_add(length).is_none() {
+            return Err(Error::invalid(format!("local range {local:#x}+{length} wraps around")));
         }
         if !self.shared.local.copy_now(opcode, local as usize, remote, length) {
             return Err(Error::new(
                 Code::AddressNotRegistered,
-                format!("range {remote:#x}+{length} is not inside one remotely accessible region of this engine"),
+                format!(
+                    "range {remote:#x}+{length} is not inside one remotely accessible region of this engine, \
+                     or the local range {local:#x}+{length} is not mapped"
+                ),
             ));
         }
         Ok(())
+    }
+
+    /// Whether `[addr, addr + len)` lies inside one region registered with this engine (any
+    /// accessibility): what an RDMA route needs of a request's local source.
+    pub fn is_registered(&self, addr: u64, len: u64) -> bool {
+        self.shared.regions.contains(addr, len)
     }
 
     /// Allocates a batch of `capacity` tasks.
@@ -230,7 +238,11 @@ impl TransferEngine {
             slices.reserve_exact(size);
         }
         for (i, ((plan, req), &g)) in plans.iter().zip(requests).zip(&group_of).enumerate() {
+            let from = groups[g].2.len();
             cut_task(req, plan.slice_size, &sink, first + i, &mut groups[g].2);
+            if !plan.verified {
+                groups[g].2[from..].iter_mut().for_each(|s| s.verified = false);
+            }
         }
         for (route, transport, slices) in groups {
             if let Err(e) = transport.submit(&route, slices) {
@@ -248,6 +260,8 @@ struct Plan {
     transport: Arc<dyn Transport>,
     slice_size: u64,
     length: u64,
+    /// The local source lies in a registered region (see `Slice::verified`).
+    verified: bool,
 }
 
 impl Plan {
@@ -273,17 +287,18 @@ impl EngineShared {
         Ok(self.segments.upsert(name, descriptor, rpc))
     }
 
-    /// Validates one request and picks its route; nothing is queued yet.
+    /// Validates one request and picks its route; nothing is queued yet. The local source may
+    /// be memory that was never registered on the local, same-host and TCP routes (Mooncake's
+    /// TCP transport takes it; those routes touch it only through the kernel, so an unmapped
+    /// source fails its task); an RDMA route needs it registered.
     fn plan(&self, r: &TransferRequest) -> Result<Plan> {
-        if r.length > 0 && !self.regions.contains(r.source, r.length) {
-            return Err(Error::new(
-                Code::AddressNotRegistered,
-                format!("local source {:#x}+{} is not inside one registered region", r.source, r.length),
-            ));
+        if r.source.checked_add(r.length).is_none() {
+            return Err(Error::invalid(format!("local source {:#x}+{} wraps around", r.source, r.length)));
         }
         if r.target_offset.checked_add(r.length).is_none() {
             return Err(Error::invalid(format!("target range {:#x}+{} wraps around", r.target_offset, r.length)));
         }
+        let verified = r.length == 0 || self.regions.contains(r.source, r.length);
         if r.target_id == 0 {
             let local: Arc<dyn Transport> = self.local_transport();
             return Ok(Plan {
@@ -291,6 +306,7 @@ impl EngineShared {
                 slice_size: local.slice_size(),
                 transport: local,
                 length: r.length,
+                verified,
             });
         }
         let mut segment = self
@@ -303,13 +319,22 @@ impl EngineShared {
             segment = self.segments.get(r.target_id).ok_or_else(|| Error::invalid("segment closed meanwhile"))?;
         }
         let d = &segment.descriptor;
-        if let Some(plan) = self.plan_same_host(&segment.name, d, r.length)? {
+        if let Some(plan) = self.plan_same_host(&segment.name, d, r.length, verified)? {
             return Ok(plan);
         }
         #[cfg(rdma_transport)]
         if let Some((route, rdma)) = self.plan_rdma(&segment)? {
+            if !verified {
+                return Err(Error::new(
+                    Code::AddressNotRegistered,
+                    format!(
+                        "local source {:#x}+{} is not inside one registered region (rdma needs registered memory)",
+                        r.source, r.length
+                    ),
+                ));
+            }
             let transport: Arc<dyn Transport> = rdma;
-            return Ok(Plan { route, slice_size: transport.slice_size(), transport, length: r.length });
+            return Ok(Plan { route, slice_size: transport.slice_size(), transport, length: r.length, verified });
         }
         if !d.speaks_tcp() {
             return Err(Error::new(
@@ -342,14 +367,20 @@ impl EngineShared {
             framing: d.extensions.tcp_framing,
         });
         let transport: Arc<dyn Transport> = tcp;
-        Ok(Plan { route, slice_size: transport.slice_size(), transport, length: r.length })
+        Ok(Plan { route, slice_size: transport.slice_size(), transport, length: r.length, verified })
     }
 
     /// The same-host route when the target offers it, the kernel permits it and tcp is
     /// installed (the same-host path stands in for tcp towards peers on this kernel, so
     /// uninstalling tcp ends it too); `None` to go on with TCP (an error under
     /// `MOONCAKE_SHM=require`).
-    fn plan_same_host(&self, name: &str, d: &crate::metadata::SegmentDescriptor, length: u64) -> Result<Option<Plan>> {
+    fn plan_same_host(
+        &self,
+        name: &str,
+        d: &crate::metadata::SegmentDescriptor,
+        length: u64,
+        verified: bool,
+    ) -> Result<Option<Plan>> {
         if self.config.same_host == SameHost::Off || self.tcp.read().is_none() {
             return Ok(None);
         }
@@ -360,6 +391,7 @@ impl EngineShared {
                 slice_size: transport.slice_size(),
                 transport,
                 length,
+                verified,
             }));
         }
         if self.config.same_host == SameHost::Require {

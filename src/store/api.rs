@@ -97,7 +97,7 @@ impl Store {
         both!(self, c => c.put_batch(items, config, upsert))
     }
 
-    /// Zero copy from registered memory.
+    /// Zero copy from memory of this process, registered or not.
     pub fn put_from(&self, key: &str, addr: u64, len: u64, config: &ReplicaConfig, upsert: bool) -> StoreResult<()> {
         both!(self, c => c.put_from(key, addr, len, config, upsert))
     }
@@ -119,7 +119,7 @@ impl Store {
         both!(self, c => c.get_batch(keys))
     }
 
-    /// Reads into registered memory; the number of bytes read.
+    /// Reads into memory of this process, registered or not; the number of bytes read.
     pub fn get_into(&self, key: &str, addr: u64, len: u64) -> StoreResult<u64> {
         both!(self, c => c.get_into(key, addr, len))
     }

@@ -43,7 +43,8 @@ pub(super) struct Inner {
     /// The engine segment name, as replicas in this process are named.
     pub hostname: String,
     pub segments: Mutex<Vec<Mounted>>,
-    pub staging: Staging,
+    /// `None` when `local_buffer_size` is 0: puts and gets of bytes then fail, as Mooncake's.
+    pub staging: Option<Staging>,
     /// Buffers registered by the caller: start → length.
     pub buffers: RwLock<BTreeMap<u64, u64>>,
     /// Copy replicas of this process with memcpy (`MC_STORE_MEMCPY`, on by default).
@@ -93,8 +94,15 @@ impl RealClient {
                 config.protocol
             );
         }
-        let staging = Staging::new(config.local_buffer_size.max(1 << 20))?;
-        engine.register_memory(staging.addr(), staging.len(), "*", false)?;
+        // A zero `local_buffer_size` makes a client without a buffer, as Mooncake's: zero-copy
+        // calls work, `put`/`get` of bytes fail with INVALID_PARAMS.
+        let staging = match config.local_buffer_size {
+            0 => None,
+            len => Some(Staging::new(len)?),
+        };
+        if let Some(staging) = &staging {
+            engine.register_memory(staging.addr(), staging.len(), "*", false)?;
+        }
         let hostname = engine.server_name().to_string();
         let inner = Arc::new(Inner {
             engine,
@@ -156,6 +164,11 @@ impl RealClient {
         self.inner.stop_signal.notify_all();
         if let Some(h) = self.heartbeat.lock().take() {
             let _ = h.join();
+        }
+        // Our finished reads first: a segment (ours or another client's) must not wait out the
+        // lease of a read that is over.
+        if let Err(e) = self.inner.master.flush_reads() {
+            tracing::debug!("telling the master about finished reads: {e}");
         }
         let segments = std::mem::take(&mut *self.inner.segments.lock());
         let mut wait = Duration::ZERO;
@@ -310,6 +323,14 @@ impl Inner {
             return Ok(());
         }
         Err(StoreError::new(ErrorCode::InvalidReplica, format!("{:#x} is not in a segment of this client", addr)))
+    }
+
+    /// The staging buffer; `INVALID_PARAMS` when the client has none (`local_buffer_size` 0:
+    /// Mooncake's put answers the same when its buffer cannot hold the value).
+    pub fn staging(&self) -> StoreResult<&Staging> {
+        self.staging.as_ref().ok_or_else(|| {
+            StoreError::invalid("this client has no local buffer (local_buffer_size 0): put and get of bytes need one")
+        })
     }
 
     /// Whether `[addr, addr + len)` lies inside one registered buffer.

@@ -19,7 +19,7 @@ impl RealClient {
     /// The values of `keys`, each passing through the staging buffer unless its replica is in
     /// this process.
     pub fn get_batch(&self, keys: &[&str]) -> Vec<StoreResult<Vec<u8>>> {
-        let inner = match self.inner.live() {
+        let inner = match self.inner.live().and_then(|inner| inner.staging().map(|_| inner)) {
             Ok(inner) => inner,
             Err(e) => return keys.iter().map(|_| Err(e.clone())).collect(),
         };
@@ -40,8 +40,8 @@ impl RealClient {
         out
     }
 
-    /// Reads `key`'s value into registered memory at `addr` (`len` bytes available); the
-    /// number of bytes read.
+    /// Reads `key`'s value into memory at `addr` (`len` bytes available), registered or not
+    /// (the engine moves either, as Mooncake's TCP path does); the number of bytes read.
     pub fn get_into(&self, key: &str, addr: u64, len: u64) -> StoreResult<u64> {
         self.batch_get_into(&[KeyBuffer { key, addr, len }])
             .pop()
@@ -67,11 +67,8 @@ impl RealClient {
                         it.key, info.size, it.len
                     )));
                 }
-                if !inner.is_registered(it.addr, info.size) {
-                    return Err(StoreError::invalid(format!(
-                        "{} bytes at {:#x} are not in a registered buffer",
-                        info.size, it.addr
-                    )));
+                if it.addr == 0 {
+                    return Err(StoreError::invalid(format!("a NULL buffer for {:?}", it.key)));
                 }
                 Ok(info)
             });
@@ -91,7 +88,7 @@ impl RealClient {
                 Err(e) => outcome.push(Err(e)),
             }
         }
-        let copied = transfer::run(&inner.engine, &inner.hostname, &ops, items.len());
+        let copied = transfer::run_with(&inner.engine, &inner.hostname, inner.staging.as_ref(), &ops, items.len());
         let lease = inner.master.params().lease_ttl;
         for op in &ops {
             if let Err(e) = &copied[op.item] {
@@ -113,7 +110,9 @@ impl RealClient {
     }
 
     /// Reads byte ranges of `key` into registered memory at `buffer`; one outcome per range
-    /// (the bytes read, or an error for a range outside the object or the buffer).
+    /// (the bytes read, or an error for a range outside the object or the buffer). The buffer
+    /// must be registered: it is what bounds the ranges, and Mooncake's `get_into_ranges`
+    /// refuses (`INVALID_PARAMS`) a buffer it cannot find registered too.
     pub fn get_into_ranges(&self, buffer: u64, key: &str, ranges: &[ByteRange]) -> StoreResult<Vec<StoreResult<u64>>> {
         let inner = self.inner.live()?;
         let started = Instant::now();
@@ -215,7 +214,7 @@ impl Inner {
         let size = value.len() as u64;
         let mut done = 0;
         while done < size {
-            let chunk = self.staging.borrow(size - done)?;
+            let chunk = self.staging()?.borrow(size - done)?;
             let len = chunk.len().min(size - done);
             let op = Op {
                 opcode: Opcode::Read,
@@ -245,7 +244,9 @@ impl Inner {
                 len: info.size,
                 item: 0,
             };
-            last = transfer::run(&self.engine, &self.hostname, &[op], 1).pop().unwrap_or(Ok(()));
+            last = transfer::run_with(&self.engine, &self.hostname, self.staging.as_ref(), &[op], 1)
+                .pop()
+                .unwrap_or(Ok(()));
             if last.is_ok() {
                 break;
             }

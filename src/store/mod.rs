@@ -36,7 +36,8 @@ pub struct StoreConfig {
     pub metadata_server: String,
     /// Bytes this client contributes to the pool; 0 makes a client that only reads and writes.
     pub global_segment_size: u64,
-    /// Bytes of the registered staging buffer used for values outside registered memory.
+    /// Bytes of the registered staging buffer that `put`/`get` of bytes pass through (0: none;
+    /// those calls then fail with `INVALID_PARAMS`, as Mooncake's).
     pub local_buffer_size: u64,
     /// `"tcp"` or `"rdma"` (which falls back to tcp, as Mooncake does, on a host without a
     /// usable RDMA device).
@@ -63,7 +64,7 @@ impl StoreConfig {
     }
 }
 
-/// One key of a zero-copy batch: the key and a range of registered memory.
+/// One key of a zero-copy batch: the key and a range of memory (registered or not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyBuffer<'a> {
     pub key: &'a str,

@@ -28,6 +28,11 @@ impl RealClient {
     pub fn put_parts(&self, key: &str, parts: &[&[u8]], config: &ReplicaConfig, upsert: bool) -> StoreResult<()> {
         let inner = self.inner.live()?;
         check_key(key)?;
+        if parts.is_empty() {
+            // Mooncake's `put_parts()` with no part answers 0 and stores nothing.
+            return Ok(());
+        }
+        inner.staging()?;
         let size = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         check_size(size)?;
         let Some(slot) = inner.put_start(key, size, config, upsert)? else { return Ok(()) };
@@ -37,6 +42,9 @@ impl RealClient {
 
     /// Puts many values, each passing through the staging buffer; one outcome per key.
     pub fn put_batch(&self, items: &[(&str, &[u8])], config: &ReplicaConfig, upsert: bool) -> Vec<StoreResult<()>> {
+        if let Err(e) = self.inner.live().and_then(Inner::staging) {
+            return items.iter().map(|_| Err(e.clone())).collect();
+        }
         let parts: Vec<[&[u8]; 1]> = items.iter().map(|(_, v)| [*v]).collect();
         let sizes: Vec<u64> = items.iter().map(|(_, v)| v.len() as u64).collect();
         let keys: Vec<&str> = items.iter().map(|(k, _)| *k).collect();
@@ -49,7 +57,10 @@ impl RealClient {
         })
     }
 
-    /// Zero copy: writes `len` bytes of registered memory at `addr` into every replica.
+    /// Zero copy: writes `len` bytes at `addr` into every replica. The memory may be
+    /// registered (`register_buffer`) or not: the engine moves either (Mooncake's TCP path
+    /// takes unregistered memory too). A size of 0 stores nothing and returns Ok, as
+    /// Mooncake's `put_from` does.
     pub fn put_from(&self, key: &str, addr: u64, len: u64, config: &ReplicaConfig, upsert: bool) -> StoreResult<()> {
         self.batch_put_from(&[KeyBuffer { key, addr, len }], config, upsert)
             .pop()
@@ -63,18 +74,21 @@ impl RealClient {
         config: &ReplicaConfig,
         upsert: bool,
     ) -> Vec<StoreResult<()>> {
-        let Ok(inner) = self.inner.live() else {
+        if self.inner.live().is_err() {
             return items.iter().map(|_| Err(StoreError::invalid("the store client is closed"))).collect();
-        };
-        // Unregistered memory is refused before anything is reserved.
-        let refused: Vec<Option<StoreError>> = items
+        }
+        // Empty values are skipped (Ok, nothing stored, as Mooncake); a NULL buffer with a
+        // size is refused before anything is reserved.
+        let skipped: Vec<Option<StoreResult<()>>> = items
             .iter()
-            .map(|it| {
-                (!inner.is_registered(it.addr, it.len)).then(|| {
-                    StoreError::invalid(format!("{} bytes at {:#x} are not in a registered buffer", it.len, it.addr))
-                })
+            .map(|it| match (it.addr, it.len) {
+                (_, 0) => Some(Ok(())),
+                (0, len) => Some(Err(StoreError::invalid(format!("a NULL buffer of {len} bytes")))),
+                _ => None,
             })
             .collect();
+        let refused: Vec<Option<StoreError>> =
+            skipped.iter().map(|s| s.as_ref().map(|_| StoreError::invalid("skipped"))).collect();
         let keys: Vec<&str> = items.iter().map(|it| it.key).collect();
         let sizes: Vec<u64> = items.iter().map(|it| it.len).collect();
         let mut outcome = self.batch_put_filtered(&keys, &sizes, &refused, config, upsert, |inner, slots| {
@@ -92,11 +106,11 @@ impl RealClient {
                     })
                 })
                 .collect();
-            transfer::run(&inner.engine, &inner.hostname, &ops, slots.len())
+            transfer::run_with(&inner.engine, &inner.hostname, inner.staging.as_ref(), &ops, slots.len())
         });
-        for (o, r) in outcome.iter_mut().zip(refused) {
-            if let Some(e) = r {
-                *o = Err(e);
+        for (o, s) in outcome.iter_mut().zip(skipped) {
+            if let Some(s) = s {
+                *o = s;
             }
         }
         outcome
@@ -289,8 +303,12 @@ impl Inner {
         if staged.is_empty() {
             return outcome;
         }
+        let staging = match self.staging() {
+            Ok(s) => s,
+            Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
+        };
         let total: u64 = staged.iter().map(|&n| jobs[n].size).sum();
-        let together = self.staging.borrow(total).ok().filter(|c| c.len() >= total);
+        let together = staging.borrow(total).ok().filter(|c| c.len() >= total);
         if let Some(chunk) = together {
             let mut ops = Vec::new();
             let mut at = chunk.addr();
@@ -320,7 +338,7 @@ impl Inner {
     fn write_chunked(&self, job: &Job<'_>, is_local: &dyn Fn(&Replica) -> bool) -> StoreResult<()> {
         let mut done = 0;
         while done < job.size {
-            let chunk = self.staging.borrow(job.size - done)?;
+            let chunk = self.staging()?.borrow(job.size - done)?;
             let len = chunk.len().min(job.size - done);
             gather(job.parts, done, &chunk, chunk.addr(), len);
             let ops: Vec<Op<'_>> = job

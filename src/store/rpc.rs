@@ -111,6 +111,15 @@ impl MasterClient {
         self.finished_reads.lock().extend(reads);
     }
 
+    /// Tells the master now about the reads that finished since the last request (ahead of a
+    /// `Health` request), so that a closing client leaves no read lease holding anyone's memory.
+    pub fn flush_reads(&self) -> StoreResult<()> {
+        if self.finished_reads.lock().is_empty() {
+            return Ok(());
+        }
+        self.call(&Request::Health).map(drop)
+    }
+
     /// Closes every idle connection (the master then sees this client leave once no other
     /// connection is open).
     pub fn close(&self) {

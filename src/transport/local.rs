@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::memory::copy_bytes;
+use super::memory::{copy_bytes, copy_unverified};
 use super::{Error, LinkInfo, Opcode, Route, Slice, TargetMemory, Transport};
 
 /// Copies up to this size run on the submitting thread.
@@ -71,15 +71,16 @@ impl LocalTransport {
 
 impl LocalTransport {
     /// One copy on the caller's thread, at once (no slice, no batch), for callers that wait
-    /// for it anyway: the store's replicas in this process. The caller checked `local`
-    /// against the registered regions, as submission does; false when the target range is
-    /// not inside one registered region.
+    /// for it anyway: the store's replicas in this process. `local` may be registered or not
+    /// (as for a submitted request); false when the target range is not inside one registered
+    /// region, or when an unregistered `local` is not mapped.
     pub fn copy_now(&self, opcode: Opcode, local: usize, remote: u64, len: u64) -> bool {
         copy_leased(&*self.memory, opcode, local, remote, len)
     }
 }
 
-/// Performs one slice's copy; false when the target range is not (or no longer) registered.
+/// Performs one slice's copy; false when the target range is not (or no longer) registered,
+/// or an unregistered local range is not mapped.
 fn copy_one(memory: &dyn TargetMemory, slice: &Slice) -> bool {
     copy_leased(memory, slice.opcode, slice.local, slice.remote, slice.len)
 }
@@ -98,11 +99,17 @@ fn copy_leased(memory: &dyn TargetMemory, opcode: Opcode, local: usize, remote: 
         Opcode::Write => (local, remote as usize),
         Opcode::Read => (remote as usize, local),
     };
-    // SAFETY: the caller checked the local range against a registered region (at submission
-    // or in `TransferEngine::copy_local`); the target range is leased above, so it stays
-    // registered until the copy is done.
-    unsafe { copy_bytes(src, dst, len) };
-    true
+    if memory.vouches_for(local as u64, len) {
+        // SAFETY: the local range lies in a registered region, the target range is leased
+        // above, so both stay valid until the copy is done.
+        unsafe { copy_bytes(src, dst, len) };
+        return true;
+    }
+    // A local buffer that was never registered (Mooncake's TCP path accepts one): the kernel
+    // copies it, so an unmapped address fails this slice instead of the process.
+    // SAFETY: the target range is leased above; the local one is only the caller's promise,
+    // which `copy_unverified` checks through the kernel.
+    unsafe { copy_unverified(src, dst, len) }
 }
 
 impl Transport for LocalTransport {

@@ -41,6 +41,11 @@ pub struct Slice {
     pub opcode: Opcode,
     /// Address in this process (the task's `source` plus the slice's offset).
     pub local: usize,
+    /// The local range lies in a region registered with the engine (checked at submission).
+    /// False: memory the caller vouches for (Mooncake's TCP path takes unregistered memory),
+    /// which transports touch only through the kernel, so an unmapped address fails the
+    /// slice instead of the process.
+    pub verified: bool,
     /// Address in the target process (for the local transport: in this process).
     pub remote: u64,
     pub len: u64,

@@ -53,7 +53,9 @@ pub extern "C" fn mooncake_store_destroy(store: mooncake_store_t) {
 /// `"http://host:port/metadata"`, …) named `local_hostname` (`"host"` or `"host:port"`;
 /// without a port one is picked from `MC_STORE_CLIENT_MIN_PORT..=MC_STORE_CLIENT_MAX_PORT`,
 /// 12300–14300), contributes `global_segment_size` bytes to the pool (0: a client that
-/// contributes none) and keeps a registered staging buffer of `local_buffer_size` bytes.
+/// contributes none) and keeps a registered staging buffer of `local_buffer_size` bytes (0:
+/// none; `put` and `get` of bytes then fail with `INVALID_PARAMS`, as Mooncake's, while the
+/// zero-copy calls work).
 /// `protocol` (NULL: `"tcp"`; `"rdma"` uses RDMA where devices exist, else tcp) and
 /// `device_name` (NULL: `""`; with `"rdma"`, the RDMA devices to use, comma-separated, `""`
 /// for every discovered one). A handle already set up is set up again: the new client replaces
@@ -161,10 +163,11 @@ pub unsafe extern "C" fn mooncake_store_put(
     })
 }
 
-/// Stores `size` bytes of `buffer`, a range inside a buffer registered with
-/// `mooncake_store_register_buffer`, under `key` without copying them through the staging
-/// buffer. Codes as `mooncake_store_put`. Thread-safe; `buffer` must not change during the
-/// call.
+/// Stores `size` bytes of `buffer` under `key` without copying them through the staging
+/// buffer. `buffer` may be inside a buffer registered with `mooncake_store_register_buffer`
+/// or any memory of the process (as Mooncake's TCP path takes it; over RDMA register it).
+/// `size` 0 stores nothing and returns 0, as Mooncake. Codes as `mooncake_store_put`.
+/// Thread-safe; `buffer` must not change during the call.
 ///
 /// # Safety
 /// As `mooncake_store_put`; `buffer` readable for `size` bytes.
@@ -208,8 +211,9 @@ pub unsafe extern "C" fn mooncake_store_batch_put_from(
 
 // ---- get -------------------------------------------------------------------------------------
 
-/// Reads the value of `key` into `buffer` (`size` bytes; registered with
-/// `mooncake_store_register_buffer` for zero copy, else copied through the staging buffer).
+/// Reads the value of `key` into `buffer` (`size` bytes), straight from the replica: `buffer`
+/// may be registered with `mooncake_store_register_buffer` or any memory of the process (as
+/// Mooncake's TCP path takes it; over RDMA register it).
 /// Returns the value's length in bytes, or `OBJECT_NOT_FOUND` (-704), `INVALID_PARAMS` (-600:
 /// `size` smaller than the value, NULL pointers), `RPC_FAIL`, `TRANSFER_FAIL`. Grants a read
 /// lease on the object. Thread-safe.

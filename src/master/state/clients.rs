@@ -129,7 +129,8 @@ impl MasterState {
     }
 
     /// Takes a segment out: objects only there are dropped, others lose that replica, puts with
-    /// a replica there are discarded. Returns the longest read lease left on a dropped replica.
+    /// a replica there are discarded. Returns the longest read lease left on a dropped replica
+    /// that a reader is still copying (one that has not said `ReadsDone`).
     pub(super) fn unmount(&mut self, segment: SegmentId, now: Instant) -> Duration {
         let Some(seg) = self.segments.remove(segment) else { return Duration::ZERO };
         let mut wait = Duration::ZERO;
@@ -138,7 +139,12 @@ impl MasterState {
             if let Some(obj) = entry.visible.as_mut()
                 && obj.allocs.iter().any(|a| a.segment == segment)
             {
-                wait = wait.max(obj.lease_until.saturating_duration_since(now));
+                // Only a reader still copying (no `ReadsDone` yet) holds the memory: a lease
+                // whose readers all finished (the closing client's own reads among them, sent
+                // ahead of this request) does not delay the unmount.
+                if obj.readers > 0 {
+                    wait = wait.max(obj.lease_until.saturating_duration_since(now));
+                }
                 obj.allocs.retain(|a| a.segment != segment);
                 if obj.allocs.is_empty() {
                     entry.visible = None;

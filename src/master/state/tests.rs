@@ -428,3 +428,13 @@ fn a_removed_version_is_freed_when_its_last_reader_is_done_not_before() {
     st.reads_done(&[("k".into(), lost.read_id)]);
     assert_eq!(st.segments().used(), 0, "a late ReadsDone changes nothing");
 }
+
+#[test]
+fn unmount_does_not_wait_for_leases_whose_readers_finished() {
+    let (mut st, t0) = two_clients();
+    let only_b = ReplicaConfig { preferred_segments: vec!["b:1".into()], ..replicas(1) };
+    put(&mut st, B, "k", 64, &only_b, t0);
+    let info = st.get_replicas("k", t0).unwrap();
+    st.reads_done(&[("k".into(), info.read_id)]);
+    assert_eq!(st.unmount_segment(B, 2, t0 + secs(1)), Ok(0), "the lease's only reader said ReadsDone");
+}

@@ -36,6 +36,9 @@ pub struct DummyClient {
     pool_limit: u64,
     /// Ranges the caller registered (inside pool mappings): start → length.
     registered: Mutex<BTreeMap<u64, u64>>,
+    /// `local_buffer_size` was 0: puts and gets of bytes fail, as Mooncake's dummy (its buffer
+    /// allocator has nothing to hand out).
+    no_local_buffer: bool,
     closed: AtomicBool,
 }
 
@@ -65,6 +68,7 @@ impl DummyClient {
             pool: Mutex::new(BTreeMap::new()),
             pool_limit: mem_pool_size,
             registered: Mutex::new(BTreeMap::new()),
+            no_local_buffer: local_buffer_size == 0,
             closed: AtomicBool::new(false),
         };
         let hostname = match dummy.call(&DummyRequest::Hello { protocol: DUMMY_PROTOCOL }, None)? {
@@ -168,6 +172,11 @@ impl DummyClient {
     }
 
     pub fn put_parts(&self, key: &str, parts: &[&[u8]], config: &ReplicaConfig, upsert: bool) -> StoreResult<()> {
+        if parts.is_empty() && !key.is_empty() {
+            // Mooncake's `put_parts()` with no part answers 0 and stores nothing.
+            return Ok(());
+        }
+        self.local_buffer()?;
         let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let mut conn = self.conn.lock();
         let (addr, temp) = if size <= conn.staging.len() {
@@ -199,6 +208,16 @@ impl DummyClient {
         out
     }
 
+    /// `INVALID_PARAMS` when this dummy was set up with a zero `local_buffer_size`.
+    fn local_buffer(&self) -> StoreResult<()> {
+        if self.no_local_buffer {
+            return Err(StoreError::invalid(
+                "this client has no local buffer (local_buffer_size 0): put and get of bytes need one",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn put_batch(&self, items: &[(&str, &[u8])], config: &ReplicaConfig, upsert: bool) -> Vec<StoreResult<()>> {
         items.iter().map(|(k, v)| self.put_parts(k, &[v], config, upsert)).collect()
     }
@@ -224,6 +243,7 @@ impl DummyClient {
     }
 
     pub fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
+        self.local_buffer()?;
         let mut conn = self.conn.lock();
         let (addr, cap) = (conn.staging.addr(), conn.staging.len());
         let request = DummyRequest::GetInto { items: vec![Range { key: key.into(), addr, len: cap }] };

@@ -120,23 +120,11 @@ impl Session {
                 None => Err(StoreError::invalid(format!("{addr:#x} was not shared"))),
             },
             DummyRequest::PutFrom { items, config, upsert } => self.translated(&items).map(|bufs| {
-                let keys: Vec<KeyBuffer<'_>> = items
-                    .iter()
-                    .zip(&bufs)
-                    .map(|(it, b)| KeyBuffer { key: &it.key, addr: b.unwrap_or(0), len: it.len })
-                    .collect();
-                let mut out = store.batch_put_from(&keys, &config, upsert);
-                refuse_untranslated(&mut out, &bufs, &items);
+                let out = on_shared(&items, &bufs, |keys| store.batch_put_from(keys, &config, upsert));
                 DummyResponse::Codes(out.into_iter().map(|r| r.map_err(|e| e.code)).collect())
             }),
             DummyRequest::GetInto { items } => self.translated(&items).map(|bufs| {
-                let keys: Vec<KeyBuffer<'_>> = items
-                    .iter()
-                    .zip(&bufs)
-                    .map(|(it, b)| KeyBuffer { key: &it.key, addr: b.unwrap_or(0), len: it.len })
-                    .collect();
-                let mut out = store.batch_get_into(&keys);
-                refuse_untranslated(&mut out, &bufs, &items);
+                let out = on_shared(&items, &bufs, |keys| store.batch_get_into(keys));
                 DummyResponse::Sizes(out.into_iter().map(|r| r.map_err(|e| e.code)).collect())
             }),
             DummyRequest::GetRanges { buffer, key, ranges } => {
@@ -206,14 +194,31 @@ impl Session {
     }
 }
 
-/// Items whose range was not shared fail with `INVALID_PARAMS` (the store saw address 0,
-/// which no registered buffer contains, so it refused them too; this gives the clear reason).
-fn refuse_untranslated<T>(out: &mut [StoreResult<T>], bufs: &[Option<u64>], items: &[Range]) {
-    for ((o, b), it) in out.iter_mut().zip(bufs).zip(items) {
-        if b.is_none() {
-            *o = Err(not_shared(it.addr, it.len));
-        }
-    }
+/// Runs `call` on the items whose range lies in memory the dummy shared (translated into our
+/// mappings); the others fail with `INVALID_PARAMS` without reaching the store, as Mooncake's
+/// real client refuses a dummy's address it cannot map. (The store takes unregistered memory
+/// of this process, so an untranslated address must never reach it.)
+fn on_shared<T>(
+    items: &[Range],
+    bufs: &[Option<u64>],
+    call: impl FnOnce(&[KeyBuffer<'_>]) -> Vec<StoreResult<T>>,
+) -> Vec<StoreResult<T>> {
+    let keys: Vec<KeyBuffer<'_>> = items
+        .iter()
+        .zip(bufs)
+        .filter_map(|(it, b)| b.map(|addr| KeyBuffer { key: &it.key, addr, len: it.len }))
+        .collect();
+    let mut done = call(&keys).into_iter();
+    items
+        .iter()
+        .zip(bufs)
+        .map(|(it, b)| match b {
+            Some(_) => done
+                .next()
+                .unwrap_or_else(|| Err(StoreError::new(crate::proto::ErrorCode::InternalError, "no outcome"))),
+            None => Err(not_shared(it.addr, it.len)),
+        })
+        .collect()
 }
 
 fn not_shared(addr: u64, len: u64) -> StoreError {

@@ -263,6 +263,7 @@ impl FakeRig {
                 out.push(Slice {
                     opcode: self.opts.opcode,
                     local: (LOCAL_BASE + base + off) as usize,
+                    verified: true,
                     remote: REMOTE_BASE + base + off,
                     len: n,
                     sink: sink.clone(),

@@ -338,20 +338,41 @@ impl Reader {
     /// # Safety
     /// Every piece must be valid for writes of its length for the duration of the call.
     pub unsafe fn read_into(&mut self, sock: &TcpStream, pieces: &[Piece]) -> Result<()> {
+        // SAFETY: forwarded caller guarantees (every piece trusted).
+        unsafe { self.read_into_checked(sock, pieces, |_| true) }
+    }
+
+    /// [`Reader::read_into`] where piece `i` is trusted only when `trusted(i)`: the buffered
+    /// bytes reach an untrusted piece through the kernel (`copy_unverified`), so an unmapped
+    /// destination is an `EFAULT` error (the stream is then out of step: drop the connection),
+    /// as the socket's own `recvmsg` reports it for the rest.
+    ///
+    /// # Safety
+    /// Every trusted piece must be valid for writes of its length for the duration of the call.
+    pub unsafe fn read_into_checked(
+        &mut self,
+        sock: &TcpStream,
+        pieces: &[Piece],
+        trusted: impl Fn(usize) -> bool,
+    ) -> Result<()> {
         let mut cur = Cursor::default();
         while !cur.done(pieces) && self.start < self.end {
             let p = pieces[cur.piece];
             let n = (p.len - cur.offset).min(self.end - self.start);
-            // SAFETY: the destination is inside a piece the caller vouches for; the source is
-            // the buffered part of `buf`, which no piece can overlap (it is private).
-            unsafe {
-                std::ptr::copy_nonoverlapping(self.buf[self.start..].as_ptr(), (p.ptr + cur.offset) as *mut u8, n)
-            };
+            let src = self.buf[self.start..].as_ptr() as usize;
+            if trusted(cur.piece) {
+                // SAFETY: the destination is inside a piece the caller vouches for; the source is
+                // the buffered part of `buf`, which no piece can overlap (it is private).
+                unsafe { std::ptr::copy_nonoverlapping(src as *const u8, (p.ptr + cur.offset) as *mut u8, n) };
+            // SAFETY: the source is the buffered part of `buf`; the kernel checks the destination.
+            } else if !unsafe { crate::transport::memory::copy_unverified(src, p.ptr + cur.offset, n as u64) } {
+                return Err(Error::from_raw_os_error(libc::EFAULT));
+            }
             self.consume(n);
             cur.advance(pieces, n);
         }
         while !cur.done(pieces) {
-            // SAFETY: forwarded caller guarantees.
+            // SAFETY: trusted pieces are valid (caller guarantee); the kernel checks the others.
             unsafe { vectored(sock, false, pieces, &mut cur, false)? };
         }
         Ok(())

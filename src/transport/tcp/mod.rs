@@ -284,6 +284,7 @@ mod tests {
                 .map(|i| Slice {
                     opcode: Opcode::Write,
                     local: src.base as usize,
+                    verified: true,
                     remote: target_mem.base + i * 4096,
                     len: 4096,
                     sink: count.clone(),
@@ -338,6 +339,7 @@ mod tests {
         let slice = |opcode, local: u64, remote: u64, len: u64| Slice {
             opcode,
             local: (src.base + local) as usize,
+            verified: true,
             remote,
             len,
             sink: count.clone(),

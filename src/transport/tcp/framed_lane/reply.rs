@@ -61,6 +61,7 @@ impl FramedLink {
             frame::Ack::Garbage(v) => return Err(format!("peer answered the framing hello with {v:#018x}")),
         }
         let mut reads: Vec<Piece> = Vec::new();
+        let mut trusted: Vec<bool> = Vec::new();
         let mut statuses: Vec<u8> = Vec::with_capacity(FRAME_ENTRIES);
         loop {
             if !self.await_bytes(conn, rd, HEAD_LEN, "a reply")? {
@@ -111,16 +112,17 @@ impl FramedLink {
                 return Err(format!("bad reply: {}", FrameError::Status(bad)));
             }
             reads.clear();
-            reads.extend(
-                rec.slices
-                    .iter()
-                    .zip(&statuses)
-                    .filter(|(s, st)| s.opcode == Opcode::Read && **st == ENTRY_OK)
-                    .map(|(s, _)| Piece { ptr: s.local, len: s.len as usize }),
-            );
-            // SAFETY: read destinations are local ranges the engine checked against registered
-            // regions at submission; the slices (and so their tasks' memory) are still owned.
-            if let Err(e) = unsafe { rd.read_into(&conn.sock, &reads) } {
+            trusted.clear();
+            for (s, _) in
+                rec.slices.iter().zip(&statuses).filter(|(s, st)| s.opcode == Opcode::Read && **st == ENTRY_OK)
+            {
+                reads.push(Piece { ptr: s.local, len: s.len as usize });
+                trusted.push(s.verified);
+            }
+            // SAFETY: verified read destinations are local ranges the engine checked against
+            // registered regions at submission (the others only the kernel touches); the slices
+            // (and so their tasks' memory) are still owned.
+            if let Err(e) = unsafe { rd.read_into_checked(&conn.sock, &reads, |i| trusted[i]) } {
                 self.fail_all(rec.slices);
                 return Err(format!("receiving read data: {e}"));
             }
