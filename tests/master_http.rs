@@ -152,6 +152,26 @@ fn every_read_only_path_answers_as_mooncakes_master() {
     let a = get(port, "/query_segment?segment=nowhere:1");
     assert_eq!((a.status, a.body.as_str()), (500, "Failed to query segment"));
 
+    // Each segment in detail.
+    let a = get(port, "/get_segments_detail");
+    assert_eq!(a.status, 200);
+    let v = json(&a);
+    assert_eq!(v["total_segments"], 1);
+    let d = &v["segments"][0];
+    assert_eq!(
+        (d["segment_name"].as_str(), d["te_endpoint"].as_str()),
+        (Some(segment.as_str()), Some(segment.as_str()))
+    );
+    assert_eq!((d["size_bytes"].as_u64(), d["allocator_capacity_bytes"].as_u64()), (Some(64 << 20), Some(64 << 20)));
+    assert_eq!(d["allocator_used_bytes"].as_u64(), Some(used));
+    assert_eq!(d["size_human"], "0.0625 GiB");
+    assert_eq!(d["status"], "OK");
+    assert!(d["base_address"].as_str().unwrap().starts_with("0x"));
+    for id in ["segment_id", "client_id"] {
+        let (hi, lo) = d[id].as_str().unwrap().split_once('-').unwrap();
+        assert!(hi.parse::<u64>().is_ok() && lo.parse::<u64>().is_ok(), "{id}: {}", d[id]);
+    }
+
     // /metrics: Mooncake's names with our quantities.
     let a = get(port, "/metrics");
     assert_eq!((a.status, a.content_type.as_str()), (200, "text/plain; version=0.0.4; charset=utf-8"));
@@ -273,11 +293,14 @@ s.close()
 "#;
 
 /// A JSON value with its scalars replaced by their kind, and the fields our master leaves out
-/// (`protocol_`, see `docs/compat/i17-master.md`) dropped.
+/// (`protocol_`, `protocol`, see `docs/compat/i17-master.md`) dropped.
 fn shape(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
-            m.iter().filter(|(k, _)| k.as_str() != "protocol_").map(|(k, v)| (k.clone(), shape(v))).collect(),
+            m.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "protocol_" | "protocol"))
+                .map(|(k, v)| (k.clone(), shape(v)))
+                .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
         Value::Number(_) => Value::String("number".into()),
@@ -360,6 +383,7 @@ fn answers_match_the_wheels_master() {
         "/batch_query_keys?keys=",
         "/query_segment?segment=nowhere:1",
         "/query_segment",
+        "/get_segments_detail",
         "/health",
         "/role",
         "/ha_status",

@@ -9,12 +9,14 @@
 //! | `/query_key?key=K` | 200 JSON `{"success":true,"data":[replica...]}`; 404 JSON `{"success":false,"error_code":-704,"error_message":"OBJECT_NOT_FOUND"}` (also for a missing or empty `key`) |
 //! | `/batch_query_keys?keys=A,B` | 200 JSON `{"success":true,"data":{key:{"ok",...}}}`; 400 JSON when `keys` is missing or empty |
 //! | `/query_segment?segment=S` | 200 `text/plain` usage of segment `S`; 500 `Failed to query segment` for an unknown one |
+//! | `/get_segments_detail` | 200 JSON `{"total_segments":N,"segments":[...]}`: each mounted segment's name, ids, base, size and usage |
 //! | `/metrics/summary` | 200 `text/plain`: one line |
 //! | `/role`, `/ha_status`, `/leader` | a lone master: `leader`, `serving`, no HA leader record |
 //!
 //! Keys and segments are listed sorted (Mooncake lists them in hash order). A replica is
-//! `{"size_","buffer_address_","transport_endpoint_"}`: Mooncake adds `protocol_`, which our
-//! master does not learn at mount time, so it is left out rather than guessed. Query strings
+//! `{"size_","buffer_address_","transport_endpoint_"}`: Mooncake adds `protocol_` (and a
+//! segment's detail `protocol`), which our master does not learn at mount time, so it is left
+//! out rather than guessed. Ids are spelled as Mooncake spells its UUIDs (`high-low`, decimal). Query strings
 //! are percent-decoded after splitting on `&` (Mooncake's `/query_key` decodes first, so a key
 //! holding `%26` cannot be asked for there). The reads take no lease, leave the LRU order alone
 //! and do not count as gets (Mooncake's go through `GetReplicaList` and do all three).
@@ -53,13 +55,15 @@ pub fn routes(shared: Arc<Shared>) -> axum::Router {
     let s3 = Arc::clone(&shared);
     let s4 = Arc::clone(&shared);
     let s5 = Arc::clone(&shared);
-    let s6 = shared;
+    let s6 = Arc::clone(&shared);
+    let s7 = shared;
     axum::Router::new()
         .route("/get_all_segments", get(move || async move { lines(&s1.state.lock().segment_names()) }))
         .route("/get_all_keys", get(move || async move { lines(&s2.state.lock().visible_keys()) }))
         .route("/query_key", get(move |q: Params| async move { query_key(&s3, &q) }))
         .route("/batch_query_keys", get(move |q: Params| async move { batch_query_keys(&s4, &q) }))
         .route("/query_segment", get(move |q: Params| async move { query_segment(&s5, &q) }))
+        .route("/get_segments_detail", get(move || async move { segments_detail(&s7) }))
         .route(
             "/metrics/summary",
             get(move || async move {
@@ -150,4 +154,33 @@ fn query_segment(shared: &Shared, q: &Params) -> Response {
             (StatusCode::INTERNAL_SERVER_ERROR, [(CONTENT_TYPE, TEXT)], "Failed to query segment").into_response()
         }
     }
+}
+
+/// Mooncake's spelling of a 128-bit id: the two 64-bit halves in decimal, high first.
+fn uuid(id: u128) -> String {
+    format!("{}-{}", id >> 64, id as u64)
+}
+
+fn segments_detail(shared: &Shared) -> Response {
+    let views = shared.state.lock().segment_views();
+    let segments: Vec<Value> = views
+        .iter()
+        .map(|s| {
+            let percent = if s.capacity == 0 { 0.0 } else { s.used as f64 * 100.0 / s.capacity as f64 };
+            json!({
+                "segment_name": s.name,
+                "segment_id": uuid(s.id),
+                "client_id": uuid(s.client),
+                "base_address": format!("{:#x}", s.base),
+                "size_bytes": s.size,
+                "size_human": format!("{} GiB", s.size as f64 / (1u64 << 30) as f64),
+                "te_endpoint": s.name,
+                "status": "OK",
+                "allocator_used_bytes": s.used,
+                "allocator_capacity_bytes": s.capacity,
+                "allocator_usage_percent": percent,
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({"total_segments": segments.len(), "segments": segments}))
 }

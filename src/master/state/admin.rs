@@ -6,7 +6,7 @@
 //! evicts.
 
 use super::{KeyEntry, MasterState};
-use crate::proto::{ErrorCode, Outcome};
+use crate::proto::{ClientId, ErrorCode, Outcome, SegmentId};
 
 /// One memory replica of a visible object, as the HTTP API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +19,38 @@ pub struct ReplicaView {
     pub size: u64,
 }
 
+/// One mounted segment, as `/get_segments_detail` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentView {
+    pub id: SegmentId,
+    pub client: ClientId,
+    pub name: String,
+    pub base: u64,
+    pub size: u64,
+    pub used: u64,
+    pub capacity: u64,
+}
+
 impl MasterState {
+    /// Every mounted segment, sorted by name, then base address.
+    pub fn segment_views(&self) -> Vec<SegmentView> {
+        let mut views: Vec<SegmentView> = self
+            .segments
+            .iter()
+            .map(|(id, s)| SegmentView {
+                id: *id,
+                client: s.client,
+                name: s.name.clone(),
+                base: s.base,
+                size: s.size,
+                used: s.alloc.used(),
+                capacity: s.alloc.capacity(),
+            })
+            .collect();
+        views.sort_unstable_by(|a, b| (&a.name, a.base).cmp(&(&b.name, b.base)));
+        views
+    }
+
     /// The names of the mounted segments, each once, sorted.
     pub fn segment_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.segments.iter().map(|(_, s)| s.name.clone()).collect();
@@ -69,6 +100,11 @@ mod tests {
         st.mount_segment(1, 2, "b:1", 1 << 21, 1 << 20, t0).unwrap();
         st.mount_segment(2, 3, "a:2", 1 << 22, 1 << 20, t0).unwrap();
         assert_eq!(st.segment_names(), ["a:2", "b:1"]);
+        let views = st.segment_views();
+        assert_eq!(
+            views.iter().map(|v| (v.id, v.client, v.base)).collect::<Vec<_>>(),
+            [(3, 2, 1 << 22), (1, 1, 0), (2, 1, 1 << 21)]
+        );
         let put = st.put_start(1, "done", 100, &Default::default(), false, t0).unwrap();
         st.put_end(1, "done", put.put_id, t0).unwrap();
         st.put_start(1, "pending", 100, &Default::default(), false, t0).unwrap();

@@ -75,7 +75,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-pub use admin::ReplicaView;
+pub use admin::{ReplicaView, SegmentView};
 pub use clients::ClientEntry;
 pub use objects::{Alloc, Deferred, KeyEntry, Object, PendingPut};
 pub use segments::{Segment, SegmentTable};
