@@ -98,7 +98,7 @@ impl RealClient {
                     })
                 })
                 .collect();
-            transfer::run(&inner.engine, &inner.hostname, &ops, slots.len())
+            transfer::run_with(&inner.engine, &inner.hostname, inner.staging.as_ref(), &ops, slots.len())
         });
         for (o, r) in outcome.iter_mut().zip(refused) {
             if let Some(e) = r {
@@ -166,7 +166,7 @@ impl RealClient {
             if round.is_empty() {
                 break;
             }
-            let copied = transfer::run(&inner.engine, &inner.hostname, &ops, items.len());
+            let copied = transfer::run_with(&inner.engine, &inner.hostname, inner.staging.as_ref(), &ops, items.len());
             pending.clear();
             for n in round {
                 if let Err(e) = &copied[n] {
