@@ -38,7 +38,12 @@ pub(super) struct Mounted {
 }
 
 pub(super) struct Inner {
-    pub engine: TransferEngine,
+    pub engine: Arc<TransferEngine>,
+    /// Shut the engine down on close: false for an engine shared by its creator
+    /// (`setup` with an engine, see `surface.rs`).
+    pub owns_engine: bool,
+    /// Put and get sessions (`session.rs`).
+    pub sessions: super::session::Sessions,
     pub master: MasterClient,
     /// The engine segment name, as replicas in this process are named.
     pub hostname: String,
@@ -93,11 +98,24 @@ impl RealClient {
                 config.protocol
             );
         }
+        RealClient::start(config, master, Arc::new(engine), true)
+    }
+
+    /// The rest of `setup` once the master is connected and the engine runs (`owns_engine`:
+    /// false when the caller shares its engine).
+    pub(super) fn start(
+        config: &StoreConfig,
+        master: MasterClient,
+        engine: Arc<TransferEngine>,
+        owns_engine: bool,
+    ) -> StoreResult<RealClient> {
         let staging = Staging::new(config.local_buffer_size.max(1 << 20))?;
         engine.register_memory(staging.addr(), staging.len(), "*", false)?;
         let hostname = engine.server_name().to_string();
         let inner = Arc::new(Inner {
             engine,
+            owns_engine,
+            sessions: Default::default(),
             master,
             hostname,
             segments: Mutex::new(Vec::new()),
@@ -182,7 +200,11 @@ impl RealClient {
             let _ = self.inner.engine.unregister_memory(s.memory.addr());
         }
         self.inner.master.close();
-        self.inner.engine.shutdown();
+        if self.inner.owns_engine {
+            self.inner.engine.shutdown();
+        } else {
+            let _ = self.inner.engine.unregister_memory(self.inner.staging.addr());
+        }
         first_err.map_or(Ok(()), Err)
     }
 

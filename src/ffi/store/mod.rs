@@ -7,8 +7,10 @@ pub mod args;
 pub mod extras;
 pub mod ops;
 pub mod store_c;
+pub mod surface;
 pub mod types;
 
 pub use extras::*;
 pub use store_c::*;
+pub use surface::*;
 pub use types::*;

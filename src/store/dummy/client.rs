@@ -87,7 +87,11 @@ impl DummyClient {
     }
 
     /// One request (with `fd` attached) and its answer; errors come back as `Err`.
-    fn call(&self, request: &DummyRequest, fd: Option<std::os::fd::BorrowedFd<'_>>) -> StoreResult<DummyResponse> {
+    pub(super) fn call(
+        &self,
+        request: &DummyRequest,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> StoreResult<DummyResponse> {
         let mut conn = self.conn.lock();
         self.exchange(&mut conn, request, fd)
     }
@@ -342,7 +346,7 @@ fn rpc_error(e: &crate::proto::FrameError) -> StoreError {
     StoreError::new(ErrorCode::RpcFail, format!("the mooncake_client connection failed: {e}"))
 }
 
-fn unexpected(response: &DummyResponse) -> StoreError {
+pub(super) fn unexpected(response: &DummyResponse) -> StoreError {
     StoreError::new(ErrorCode::RpcFail, format!("unexpected answer from mooncake_client: {response:?}"))
 }
 
@@ -393,5 +397,6 @@ fn kind(request: &DummyRequest) -> &'static str {
         DummyRequest::RemoveByRegex { .. } => "RemoveByRegex",
         DummyRequest::RemoveAll { .. } => "RemoveAll",
         DummyRequest::Health => "Health",
+        DummyRequest::ReplicaDescs { .. } => "ReplicaDescs",
     }
 }

@@ -71,6 +71,10 @@ pub enum DummyRequest {
         force: bool,
     },
     Health,
+    /// The replicas of each key (`get_replica_desc`). Answer: `ReplicaDescs`.
+    ReplicaDescs {
+        keys: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,4 +89,5 @@ pub enum DummyResponse {
     Size(u64),
     Count(i64),
     Health(i32),
+    ReplicaDescs(Vec<Outcome<Vec<crate::store::surface::ReplicaDesc>>>),
 }

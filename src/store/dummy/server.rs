@@ -165,6 +165,11 @@ impl Session {
             }
             DummyRequest::RemoveAll { force } => store.remove_all(force).map(DummyResponse::Count),
             DummyRequest::Health => Ok(DummyResponse::Health(store.health_check())),
+            DummyRequest::ReplicaDescs { keys } => {
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let out = store.batch_replica_desc(&keys);
+                Ok(DummyResponse::ReplicaDescs(out.into_iter().map(|r| r.map_err(|e| e.code)).collect()))
+            }
         };
         answer.unwrap_or_else(|e| DummyResponse::Error(e.code, e.message))
     }
