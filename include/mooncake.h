@@ -299,7 +299,7 @@ struct mooncake_store_replica_desc {
   uint64_t buffer_address;
   uint64_t size;
   int status;
-  char transport_endpoint[MOONCAKE_STORE_ENDPOINT_LEN];
+  char transport_endpoint[256];
 };
 
 typedef struct mooncake_store_replica_desc mooncake_store_replica_desc_t;

@@ -28,7 +28,7 @@ pub struct mooncake_store_replica_desc {
     pub buffer_address: u64,
     pub size: u64,
     pub status: c_int,
-    pub transport_endpoint: [c_char; MOONCAKE_STORE_ENDPOINT_LEN],
+    pub transport_endpoint: [c_char; 256],
 }
 pub type mooncake_store_replica_desc_t = mooncake_store_replica_desc;
 
