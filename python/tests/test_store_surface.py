@@ -24,8 +24,9 @@ out = {}
 a = s.MooncakeDistributedStore()
 b = s.MooncakeDistributedStore()
 out["setup"] = a.setup("127.0.0.1", "P2PHANDSHAKE", 32 << 20, 16 << 20, "tcp", "", f"127.0.0.1:{rpc}")
-out["setup_b"] = b.setup({"local_hostname": "127.0.0.1", "metadata_server": "P2PHANDSHAKE", "global_segment_size": 32 << 20,
-                          "local_buffer_size": 16 << 20, "protocol": "tcp", "master_server_addr": f"127.0.0.1:{rpc}"})
+out["setup_b"] = b.setup({"local_hostname": "127.0.0.1", "metadata_server": "P2PHANDSHAKE",
+                          "global_segment_size": 32 << 20, "local_buffer_size": 16 << 20, "protocol": "tcp",
+                          "master_server_addr": f"127.0.0.1:{rpc}"})
 try:
     a.setup("127.0.0.1", "P2PHANDSHAKE", 0, 16 << 20, "tcp", "", f"127.0.0.1:{rpc}", None, no_such_option=1)
     out["unknown_kw"] = "no error"
@@ -66,7 +67,8 @@ rc = s.ReplicateConfig()
 out["data_type"] = [str(rc.data_type), int(rc.data_type)]
 rc.data_type = s.ObjectDataType.KVCACHE
 out["data_type_set"] = str(rc.data_type)
-out["consts"] = [int(getattr(s, n)) for n in ("UNDEFINED", "COMPLETE", "REMOVED", "INITIALIZED", "KVCACHE", "GENERAL", "UNKNOWN")]
+names = ("UNDEFINED", "COMPLETE", "REMOVED", "INITIALIZED", "KVCACHE", "GENERAL", "UNKNOWN")
+out["consts"] = [int(getattr(s, n)) for n in names]
 try:
     s.ReplicaDescriptor()
     out["ctor"] = "constructed"
