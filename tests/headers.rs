@@ -111,6 +111,7 @@ fn expected() -> Vec<(&'static str, String)> {
             "src/ffi/engine/extras.rs",
             "src/ffi/store/extras.rs",
             "src/ffi/cli.rs",
+            "src/ffi/store/tasks.rs",
         ],
         config(
             "MOONCAKE_H",

@@ -7,8 +7,10 @@ pub mod args;
 pub mod extras;
 pub mod ops;
 pub mod store_c;
+pub mod tasks;
 pub mod types;
 
 pub use extras::*;
 pub use store_c::*;
+pub use tasks::*;
 pub use types::*;

@@ -65,6 +65,7 @@ mod eviction;
 mod objects;
 mod puts;
 mod segments;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -178,6 +179,8 @@ pub struct MasterState {
     clients: HashMap<ClientId, ClientEntry>,
     counters: Counters,
     rng: SmallRng,
+    /// Copy and move tasks and the replica operations executing them (`tasks.rs`).
+    tasks: tasks::TaskTable,
 }
 
 impl MasterState {
@@ -193,6 +196,7 @@ impl MasterState {
             clients: HashMap::new(),
             counters: Counters::default(),
             rng: SmallRng::from_os_rng(),
+            tasks: tasks::TaskTable::default(),
         }
     }
 

@@ -71,6 +71,18 @@ pub enum DummyRequest {
         force: bool,
     },
     Health,
+    CreateCopyTask {
+        key: String,
+        targets: Vec<String>,
+    },
+    CreateMoveTask {
+        key: String,
+        source: String,
+        target: String,
+    },
+    QueryTask {
+        task: crate::proto::TaskId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,4 +97,6 @@ pub enum DummyResponse {
     Size(u64),
     Count(i64),
     Health(i32),
+    Task(crate::proto::TaskId),
+    TaskInfo(crate::proto::TaskInfo),
 }
