@@ -686,7 +686,7 @@ int mooncake_store_mount_segment(mooncake_store_t store,
                                  size_t ids_out_len);
 
 /**
- * Allocates `size` bytes (rounded up to whole 4 MiB slabs), registers them and mounts them as
+ * Allocates `size` bytes (rounded up to whole 16 MiB slabs), registers them and mounts them as
  * a segment of this client (Mooncake's `allocate_and_mount_segment`). Writes the segment ids
  * as `mooncake_store_mount_segment` does and the bytes allocated into `allocated_out`.
  * Returns 0, -1 for any failure to mount (size 0 included, as Mooncake's), `BUFFER_OVERFLOW`

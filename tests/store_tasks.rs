@@ -191,9 +191,9 @@ fn extra_segments_hold_data_and_unmount_with_and_without_grace() {
     assert_eq!(d.mount_file_segment(p, 0, 0, "tcp", "").unwrap(), Vec::<String>::new());
     assert_eq!(d.allocate_and_mount_segment(0, "tcp", "").unwrap_err().code, ErrorCode::InternalError);
 
-    // An allocated segment, rounded to whole 4 MiB slabs.
+    // An allocated segment, rounded to whole 16 MiB slabs (the wheel answers 16 MiB for 5).
     let (alloc_ids, allocated) = d.allocate_and_mount_segment(5 * MIB, "tcp", "").expect("allocate_and_mount_segment");
-    assert_eq!((alloc_ids.len(), allocated), (1, 8 * MIB));
+    assert_eq!((alloc_ids.len(), allocated), (1, 16 * MIB));
 
     // Ids of the wrong kind or that do not parse are -1; the file segment goes at once.
     assert_eq!(d.unmount_segment(&["not-an-id"], 0), -1);
@@ -210,6 +210,11 @@ fn extra_segments_hold_data_and_unmount_with_and_without_grace() {
     assert_eq!(holders(&look, "in-alloc"), vec![d.hostname()]);
     let started = Instant::now();
     assert_eq!(d.unmount_and_free_segment(&[alloc_ids[0].as_str()], 2), 0);
+    assert_eq!(
+        d.unmount_and_free_segment(&[alloc_ids[0].as_str()], 0),
+        -600,
+        "already being unmounted (the wheel's -600)"
+    );
     assert_eq!(client.get("in-alloc").unwrap(), value, "readable during the grace period");
     client.put_parts("later", &[&value[..4096]], &on(&d.hostname()), false).unwrap();
     assert_eq!(holders(&look, "later"), vec![other.hostname.clone()], "a draining segment takes nothing new");

@@ -173,7 +173,7 @@ impl Store {
         self.real_only("mount_segment")?.mount_file_segment(path, size, offset, protocol, location)
     }
 
-    /// Allocates (whole 4 MiB slabs) and mounts `size` bytes; the segment ids and the bytes.
+    /// Allocates (whole 16 MiB slabs) and mounts `size` bytes; the segment ids and the bytes.
     pub fn allocate_and_mount_segment(
         &self,
         size: u64,

@@ -5,7 +5,7 @@
 //! are the two halves of the 128-bit id the master knows the segment by). `mount_segment` maps
 //! `size` bytes of the file at `path` from `offset` (page-aligned) shared, so what the store
 //! writes lands in the file (a file on `/dev/shm`, hugetlbfs, a DAX device); the range must lie
-//! in the file. `allocate_and_mount_segment` maps anonymous memory, `size` rounded up to 4 MiB
+//! in the file. `allocate_and_mount_segment` maps anonymous memory, `size` rounded up to 16 MiB
 //! (Mooncake's slab size). Both register the memory with the engine (`location`, or `"*"`)
 //! and mount it with the master under this client's segment name, so replicas placed there
 //! are this client's like those of its first segment. Each call mounts one segment (Mooncake
@@ -19,7 +19,8 @@
 //! segment is unmounted at once (its objects lose that replica) and its memory released once
 //! no reader holds a lease on it. With a grace period the master places nothing new there,
 //! its objects stay readable, and the segment is unmounted when the period ends (or when the
-//! client closes).
+//! client closes); unmounting it again meanwhile is `INVALID_PARAMS`, as Mooncake's (its
+//! client no longer lists the segment as mounted).
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -33,8 +34,9 @@ use super::{ErrorCode, StoreError, StoreResult};
 use crate::proto::{Request, Response, SegmentId};
 use crate::sys::mapping::Mapping;
 
-/// Mooncake's slab size: allocated segments are whole slabs.
-pub const SLAB: u64 = 4 << 20;
+/// The slab size of Mooncake's allocator (16 MiB, as the wheel's `allocated_size` shows):
+/// allocated segments are whole slabs.
+pub const SLAB: u64 = 16 << 20;
 
 /// The longest the memory of an unmounted segment is kept for readers holding leases.
 const MAX_LEASE_WAIT: Duration = Duration::from_secs(10);
@@ -52,6 +54,8 @@ pub enum ExtraKind {
 #[derive(Debug, Default)]
 pub struct ExtraSegments {
     kinds: Mutex<HashMap<SegmentId, ExtraKind>>,
+    /// Segments waiting for their grace period to end.
+    draining: Mutex<std::collections::HashSet<SegmentId>>,
 }
 
 /// Mooncake's text of a segment id.
@@ -103,7 +107,7 @@ impl RealClient {
         Ok(vec![id_text(id)])
     }
 
-    /// Allocates `size` bytes (rounded up to whole 4 MiB slabs) and mounts them; the ids and
+    /// Allocates `size` bytes (rounded up to whole 16 MiB slabs) and mounts them; the ids and
     /// the bytes allocated.
     pub fn allocate_and_mount_segment(
         &self,
@@ -178,7 +182,9 @@ impl RealClient {
             }
         }
         for id in chosen {
-            let r = if grace_period_seconds == 0 {
+            let r = if inner.extra.draining.lock().contains(&id) {
+                Err(StoreError::invalid(format!("segment {} is being unmounted already", id_text(id))))
+            } else if grace_period_seconds == 0 {
                 unmount_now(&self.inner, id)
             } else {
                 drain(&self.inner, id, Duration::from_secs(grace_period_seconds))
@@ -207,6 +213,7 @@ fn unmount_now(inner: &Arc<Inner>, id: SegmentId) -> StoreResult<()> {
         other => return Err(super::client::unexpected("UnmountSegment", &other)),
     };
     inner.extra.kinds.lock().remove(&id);
+    inner.extra.draining.lock().remove(&id);
     let segment = {
         let mut segments = inner.segments.lock();
         segments.iter().position(|s| s.id == id).map(|i| segments.remove(i))
@@ -237,6 +244,7 @@ fn drain(inner: &Arc<Inner>, id: SegmentId, grace: Duration) -> StoreResult<()> 
         Response::Done => {}
         other => return Err(super::client::unexpected("DrainSegment", &other)),
     }
+    inner.extra.draining.lock().insert(id);
     let weak: Weak<Inner> = Arc::downgrade(inner);
     std::thread::Builder::new()
         .name("mooncake-store-drain".into())
