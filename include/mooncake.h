@@ -289,11 +289,6 @@
 #define MOONCAKE_STORE_TASK_PENDING_LIMIT_EXCEEDED (-1401)
 
 /**
- * The longest task message `mooncake_store_query_task` reports, NUL included.
- */
-#define MOONCAKE_TASK_MESSAGE_LEN 256
-
-/**
  * A value read by `mooncake_store_get_buffer`: owned by the caller, freed with
  * `mooncake_store_buffer_free`. Opaque; read it with `mooncake_store_buffer_data` and
  * `mooncake_store_buffer_size`.
@@ -328,7 +323,7 @@ typedef struct mooncake_task_id mooncake_task_id_t;
  * A task as `mooncake_store_query_task` reports it (Mooncake's `QueryTaskResponse`). `type`:
  * 0 REPLICA_COPY, 1 REPLICA_MOVE; `status`: 0 PENDING, 1 PROCESSING, 2 FAILED, 3 SUCCESS
  * (Mooncake's numbering); times in milliseconds since the Unix epoch; `assigned_client`: the
- * client executing it; `message`: NUL-terminated, cut to 255 bytes.
+ * client executing it. The message comes separately (`mooncake_store_query_task`).
  */
 struct mooncake_task_info {
   mooncake_task_id_t id;
@@ -337,7 +332,6 @@ struct mooncake_task_info {
   uint64_t created_at_ms_epoch;
   uint64_t last_updated_at_ms_epoch;
   mooncake_task_id_t assigned_client;
-  char message[MOONCAKE_TASK_MESSAGE_LEN];
 };
 
 typedef struct mooncake_task_info mooncake_task_info_t;
@@ -765,15 +759,18 @@ int mooncake_store_create_move_task(mooncake_store_t store,
                                     mooncake_task_id_t *id_out);
 
 /**
- * The state of task `id` into `info_out` (Mooncake's `query_task`). Returns 0 or
- * `TASK_NOT_FOUND`. Thread-safe.
+ * The state of task `id` into `info_out` and its message (Mooncake's `query_task`), cut to
+ * `message_len - 1` bytes and NUL-terminated, into `message_out` (NULL or `message_len` 0:
+ * not written). Returns 0 or `TASK_NOT_FOUND`. Thread-safe.
  *
  * # Safety
- * `id` readable; `info_out` writable.
+ * `id` readable; `info_out` writable; `message_out` NULL or writable for `message_len` bytes.
  */
 int mooncake_store_query_task(mooncake_store_t store,
                               const mooncake_task_id_t *id,
-                              mooncake_task_info_t *info_out);
+                              mooncake_task_info_t *info_out,
+                              char *message_out,
+                              size_t message_len);
 
 #ifdef __cplusplus
 }  // extern "C"

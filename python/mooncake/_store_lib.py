@@ -31,6 +31,25 @@ class StoreRange(ctypes.Structure):
     _fields_ = [("dst_offset", c_uint64), ("src_offset", c_uint64), ("size", c_uint64)]
 
 
+class TaskIdC(ctypes.Structure):
+    """``struct mooncake_task_id`` of ``mooncake.h``."""
+
+    _fields_ = [("first", c_uint64), ("second", c_uint64)]
+
+
+class TaskInfoC(ctypes.Structure):
+    """``struct mooncake_task_info`` of ``mooncake.h``."""
+
+    _fields_ = [
+        ("id", TaskIdC),
+        ("type_", c_int),
+        ("status", c_int),
+        ("created_at_ms_epoch", c_uint64),
+        ("last_updated_at_ms_epoch", c_uint64),
+        ("assigned_client", TaskIdC),
+    ]
+
+
 _CFG = POINTER(ReplicateConfigC)
 _KEYS = POINTER(c_char_p)
 _PTRS = POINTER(c_void_p)
@@ -73,6 +92,15 @@ _PROTOTYPES = {
     "mooncake_store_close": (c_int, [c_void_p]),
     "mooncake_store_setup_dummy": (c_int, [c_void_p, c_uint64, c_uint64, c_char_p]),
     "mooncake_store_alloc_from_mem_pool": (c_int, [c_void_p, c_uint64, POINTER(c_uint64)]),
+    "mooncake_store_mount_segment": (c_int, [c_void_p, c_char_p, c_uint64, c_uint64, c_char_p, c_char_p,
+                                             c_char_p, c_size_t]),
+    "mooncake_store_allocate_and_mount_segment": (c_int, [c_void_p, c_uint64, c_char_p, c_char_p, c_char_p,
+                                                          c_size_t, POINTER(c_uint64)]),
+    "mooncake_store_unmount_segment": (c_int, [c_void_p, _KEYS, c_size_t, c_uint64]),
+    "mooncake_store_unmount_and_free_segment": (c_int, [c_void_p, _KEYS, c_size_t, c_uint64]),
+    "mooncake_store_create_copy_task": (c_int, [c_void_p, c_char_p, _KEYS, c_size_t, POINTER(TaskIdC)]),
+    "mooncake_store_create_move_task": (c_int, [c_void_p, c_char_p, c_char_p, c_char_p, POINTER(TaskIdC)]),
+    "mooncake_store_query_task": (c_int, [c_void_p, POINTER(TaskIdC), POINTER(TaskInfoC), c_char_p, c_size_t]),
 }
 
 

@@ -53,6 +53,8 @@ STRUCTS = {
     "BufferEntry": "buffer_entry",
     "ReplicateConfigC": "mooncake_replicate_config",
     "StoreRange": "mooncake_store_range",
+    "TaskIdC": "mooncake_task_id",
+    "TaskInfoC": "mooncake_task_info",
 }
 
 #: (module, name or Class.attribute) -> the header's #define it repeats.

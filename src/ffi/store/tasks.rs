@@ -32,13 +32,10 @@ pub struct mooncake_task_id {
 }
 pub type mooncake_task_id_t = mooncake_task_id;
 
-/// The longest task message `mooncake_store_query_task` reports, NUL included.
-pub const MOONCAKE_TASK_MESSAGE_LEN: usize = 256;
-
 /// A task as `mooncake_store_query_task` reports it (Mooncake's `QueryTaskResponse`). `type`:
 /// 0 REPLICA_COPY, 1 REPLICA_MOVE; `status`: 0 PENDING, 1 PROCESSING, 2 FAILED, 3 SUCCESS
 /// (Mooncake's numbering); times in milliseconds since the Unix epoch; `assigned_client`: the
-/// client executing it; `message`: NUL-terminated, cut to 255 bytes.
+/// client executing it. The message comes separately (`mooncake_store_query_task`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct mooncake_task_info {
@@ -48,9 +45,14 @@ pub struct mooncake_task_info {
     pub created_at_ms_epoch: u64,
     pub last_updated_at_ms_epoch: u64,
     pub assigned_client: mooncake_task_id_t,
-    pub message: [c_char; MOONCAKE_TASK_MESSAGE_LEN],
 }
 pub type mooncake_task_info_t = mooncake_task_info;
+
+/// The client behind `store`; for the segment calls one that is not set up is -1
+/// (`INTERNAL_ERROR`), as Mooncake's answer for a store without a real client.
+fn real_store(store: mooncake_store_t) -> StoreResult<std::sync::Arc<crate::store::Store>> {
+    store_ref(store).map_err(|e| StoreError::new(ErrorCode::InternalError, e.message))
+}
 
 fn split(id: u128) -> mooncake_task_id_t {
     mooncake_task_id { first: (id >> 64) as u64, second: id as u64 }
@@ -105,7 +107,7 @@ pub unsafe extern "C" fn mooncake_store_mount_segment(
     ids_out_len: usize,
 ) -> c_int {
     ffi_fn!(StoreCodes, {
-        let client = store_ref(store)?;
+        let client = real_store(store)?;
         // SAFETY: forwarded caller guarantees.
         let (path, protocol, location) = unsafe {
             (str_arg(path, "path")?, str_or(protocol, "protocol", "tcp")?, str_or(location, "location", "")?)
@@ -139,7 +141,7 @@ pub unsafe extern "C" fn mooncake_store_allocate_and_mount_segment(
     allocated_out: *mut u64,
 ) -> c_int {
     ffi_fn!(StoreCodes, {
-        let client = store_ref(store)?;
+        let client = real_store(store)?;
         // SAFETY: forwarded caller guarantees.
         let (protocol, location) = unsafe { (str_or(protocol, "protocol", "tcp")?, str_or(location, "location", "")?) };
         if ids_out.is_null() || allocated_out.is_null() {
@@ -170,7 +172,7 @@ pub unsafe extern "C" fn mooncake_store_unmount_segment(
     grace_period_seconds: u64,
 ) -> c_int {
     ffi_fn!(StoreCodes, {
-        let client = store_ref(store)?;
+        let client = real_store(store)?;
         // SAFETY: forwarded caller guarantee.
         let ids = unsafe { keys_arg(ids, count)? };
         Ok::<c_int, StoreError>(client.unmount_segment(&ids, grace_period_seconds))
@@ -190,7 +192,7 @@ pub unsafe extern "C" fn mooncake_store_unmount_and_free_segment(
     grace_period_seconds: u64,
 ) -> c_int {
     ffi_fn!(StoreCodes, {
-        let client = store_ref(store)?;
+        let client = real_store(store)?;
         // SAFETY: forwarded caller guarantee.
         let ids = unsafe { keys_arg(ids, count)? };
         Ok::<c_int, StoreError>(client.unmount_and_free_segment(&ids, grace_period_seconds))
@@ -259,16 +261,19 @@ pub unsafe extern "C" fn mooncake_store_create_move_task(
     })
 }
 
-/// The state of task `id` into `info_out` (Mooncake's `query_task`). Returns 0 or
-/// `TASK_NOT_FOUND`. Thread-safe.
+/// The state of task `id` into `info_out` and its message (Mooncake's `query_task`), cut to
+/// `message_len - 1` bytes and NUL-terminated, into `message_out` (NULL or `message_len` 0:
+/// not written). Returns 0 or `TASK_NOT_FOUND`. Thread-safe.
 ///
 /// # Safety
-/// `id` readable; `info_out` writable.
+/// `id` readable; `info_out` writable; `message_out` NULL or writable for `message_len` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mooncake_store_query_task(
     store: mooncake_store_t,
     id: *const mooncake_task_id_t,
     info_out: *mut mooncake_task_info_t,
+    message_out: *mut c_char,
+    message_len: usize,
 ) -> c_int {
     ffi_fn!(StoreCodes, {
         let client = store_ref(store)?;
@@ -281,15 +286,20 @@ pub unsafe extern "C" fn mooncake_store_query_task(
         let info = client.query_task(join(id))?;
         // SAFETY: `info_out` is writable (checked non-NULL; caller guarantee).
         unsafe { *info_out = task_info(&info) };
+        if !message_out.is_null() && message_len > 0 {
+            let bytes = info.message.as_bytes();
+            let n = bytes.len().min(message_len - 1);
+            // SAFETY: `message_out` is writable for `message_len` > `n` bytes (caller guarantee).
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr().cast::<c_char>(), message_out, n);
+                *message_out.add(n) = 0;
+            }
+        }
         Ok(())
     })
 }
 
 fn task_info(info: &TaskInfo) -> mooncake_task_info_t {
-    let mut message = [0 as c_char; MOONCAKE_TASK_MESSAGE_LEN];
-    for (d, &b) in message.iter_mut().zip(info.message.as_bytes().iter().take(MOONCAKE_TASK_MESSAGE_LEN - 1)) {
-        *d = b as c_char;
-    }
     mooncake_task_info {
         id: split(info.id),
         type_: info.kind as c_int,
@@ -297,7 +307,6 @@ fn task_info(info: &TaskInfo) -> mooncake_task_info_t {
         created_at_ms_epoch: info.created_ms,
         last_updated_at_ms_epoch: info.updated_ms,
         assigned_client: split(info.assigned_client),
-        message,
     }
 }
 
@@ -315,20 +324,19 @@ mod tests {
     }
 
     #[test]
-    fn a_long_message_is_cut_and_terminated() {
+    fn task_info_keeps_mooncakes_numbering() {
         let info = TaskInfo {
-            id: 1,
+            id: (1u128 << 64) | 2,
             kind: TaskKind::ReplicaMove,
             state: TaskState::Failed,
             created_ms: 5,
             updated_ms: 6,
             assigned_client: 7,
-            message: "x".repeat(1000),
+            message: String::new(),
         };
         let c = task_info(&info);
-        assert_eq!((c.type_, c.status), (1, 2));
-        assert_eq!(c.message[MOONCAKE_TASK_MESSAGE_LEN - 1], 0);
-        assert_eq!(c.message[MOONCAKE_TASK_MESSAGE_LEN - 2], b'x' as c_char);
+        assert_eq!((c.type_, c.status, c.created_at_ms_epoch, c.last_updated_at_ms_epoch), (1, 2, 5, 6));
+        assert_eq!((c.id.first, c.id.second, c.assigned_client.second), (1, 2, 7));
     }
 
     #[test]
