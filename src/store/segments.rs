@@ -96,7 +96,7 @@ impl RealClient {
             return Err(failed(format!("bytes {offset}+{size} exceed the {file_len} bytes of {path:?}")));
         }
         let page = page_size();
-        if offset % page != 0 {
+        if !offset.is_multiple_of(page) {
             return Err(failed(format!("offset {offset} is not page-aligned ({page})")));
         }
         if size == 0 {
