@@ -269,6 +269,31 @@
 #define MOONCAKE_STORE_ENDPOINT_LEN 256
 
 /**
+ * The object has no replica on the segment named.
+ */
+#define MOONCAKE_STORE_REPLICA_NOT_FOUND (-710)
+
+/**
+ * Another copy or move of the object is in progress.
+ */
+#define MOONCAKE_STORE_OBJECT_HAS_REPLICATION_TASK (-708)
+
+/**
+ * Not possible in the current state (for example, a target segment that is being unmounted).
+ */
+#define MOONCAKE_STORE_UNAVAILABLE_IN_CURRENT_STATUS (-1010)
+
+/**
+ * No task has this id (never created, or pruned after 10,000 newer finished tasks).
+ */
+#define MOONCAKE_STORE_TASK_NOT_FOUND (-1400)
+
+/**
+ * 10,000 tasks are pending already.
+ */
+#define MOONCAKE_STORE_TASK_PENDING_LIMIT_EXCEEDED (-1401)
+
+/**
  * A value read by `mooncake_store_get_buffer`: owned by the caller, freed with
  * `mooncake_store_buffer_free`. Opaque; read it with `mooncake_store_buffer_data` and
  * `mooncake_store_buffer_size`.
@@ -303,6 +328,33 @@ struct mooncake_store_replica_desc {
 };
 
 typedef struct mooncake_store_replica_desc mooncake_store_replica_desc_t;
+
+/**
+ * A task's id: Mooncake's UUID, two 64-bit halves (Python's `(first, second)` tuple).
+ */
+struct mooncake_task_id {
+  uint64_t first;
+  uint64_t second;
+};
+
+typedef struct mooncake_task_id mooncake_task_id_t;
+
+/**
+ * A task as `mooncake_store_query_task` reports it (Mooncake's `QueryTaskResponse`). `type`:
+ * 0 REPLICA_COPY, 1 REPLICA_MOVE; `status`: 0 PENDING, 1 PROCESSING, 2 FAILED, 3 SUCCESS
+ * (Mooncake's numbering); times in milliseconds since the Unix epoch; `assigned_client`: the
+ * client executing it. The message comes separately (`mooncake_store_query_task`).
+ */
+struct mooncake_task_info {
+  mooncake_task_id_t id;
+  int type_;
+  int status;
+  uint64_t created_at_ms_epoch;
+  uint64_t last_updated_at_ms_epoch;
+  mooncake_task_id_t assigned_client;
+};
+
+typedef struct mooncake_task_info mooncake_task_info_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -810,6 +862,122 @@ int mooncake_store_batch_get_session_start(mooncake_store_t store,
  * `keys` must hold `count` NUL-terminated strings.
  */
 int mooncake_store_batch_get_session_end(mooncake_store_t store, const char **keys, size_t count);
+
+/**
+ * Maps `size` bytes of the file at `path` from `offset` (page-aligned; the range inside the
+ * file) shared, registers them (`location`, NULL or "" for "*") and mounts them as a segment
+ * of this client (Mooncake's `mount_segment`; `protocol` NULL means "tcp"). Writes the new
+ * segment ids, comma-separated and NUL-terminated, into `ids_out` (`ids_out_len` bytes; an
+ * id has at most 41 characters); size 0 mounts nothing and writes "". Returns 0, -1 for any
+ * failure to mount (as Mooncake's), `BUFFER_OVERFLOW` when the ids do not fit (the segment
+ * stays mounted), `INVALID_PARAMS` for a bad argument. Real clients only (a dummy: -1).
+ * Thread-safe.
+ *
+ * # Safety
+ * `path` a NUL-terminated string; `protocol`, `location` NULL or NUL-terminated; `ids_out`
+ * writable for `ids_out_len` bytes.
+ */
+int mooncake_store_mount_segment(mooncake_store_t store,
+                                 const char *path,
+                                 uint64_t size,
+                                 uint64_t offset,
+                                 const char *protocol,
+                                 const char *location,
+                                 char *ids_out,
+                                 size_t ids_out_len);
+
+/**
+ * Allocates `size` bytes (rounded up to whole 16 MiB slabs), registers them and mounts them as
+ * a segment of this client (Mooncake's `allocate_and_mount_segment`). Writes the segment ids
+ * as `mooncake_store_mount_segment` does and the bytes allocated into `allocated_out`.
+ * Returns 0, -1 for any failure to mount (size 0 included, as Mooncake's), `BUFFER_OVERFLOW`
+ * or `INVALID_PARAMS` as there. Real clients only. Thread-safe.
+ *
+ * # Safety
+ * `protocol`, `location` NULL or NUL-terminated; `ids_out` writable for `ids_out_len` bytes;
+ * `allocated_out` writable.
+ */
+int mooncake_store_allocate_and_mount_segment(mooncake_store_t store,
+                                              uint64_t size,
+                                              const char *protocol,
+                                              const char *location,
+                                              char *ids_out,
+                                              size_t ids_out_len,
+                                              uint64_t *allocated_out);
+
+/**
+ * Unmounts segments of `mooncake_store_mount_segment` (`ids`: `count` id strings). With
+ * `grace_period_seconds` 0 at once; otherwise nothing new is placed there, its objects stay
+ * readable, and it is unmounted when the period ends. Returns 0, or the first failure: -1
+ * for an id that does not parse or that this client did not mount with
+ * `mooncake_store_mount_segment` (the other ids are still unmounted), the master's code
+ * otherwise; `INVALID_PARAMS` for a NULL argument. Thread-safe.
+ *
+ * # Safety
+ * `ids` NULL or `count` pointers, each NULL or a NUL-terminated string.
+ */
+int mooncake_store_unmount_segment(mooncake_store_t store,
+                                   const char *const *ids,
+                                   size_t count,
+                                   uint64_t grace_period_seconds);
+
+/**
+ * `mooncake_store_unmount_segment` for segments of `mooncake_store_allocate_and_mount_segment`
+ * (their memory is freed once unmounted). Thread-safe.
+ *
+ * # Safety
+ * As `mooncake_store_unmount_segment`.
+ */
+int mooncake_store_unmount_and_free_segment(mooncake_store_t store,
+                                            const char *const *ids,
+                                            size_t count,
+                                            uint64_t grace_period_seconds);
+
+/**
+ * Asks for `key` to be copied to the `count` segments named in `targets` (Mooncake's
+ * `create_copy_task`). The client owning a replica of `key` executes it within about a
+ * second; follow it with `mooncake_store_query_task`. Writes the task's id into `id_out`.
+ * Returns 0 or: `INVALID_PARAMS` (no target, a target not mounted), `OBJECT_NOT_FOUND`,
+ * `UNAVAILABLE_IN_CURRENT_STATUS` (a target being unmounted), `TASK_PENDING_LIMIT_EXCEEDED`.
+ * Thread-safe.
+ *
+ * # Safety
+ * `key` NUL-terminated; `targets` NULL or `count` NUL-terminated strings; `id_out` writable.
+ */
+int mooncake_store_create_copy_task(mooncake_store_t store,
+                                    const char *key,
+                                    const char *const *targets,
+                                    size_t count,
+                                    mooncake_task_id_t *id_out);
+
+/**
+ * Asks for `key`'s replica on segment `source` to be moved to segment `target` (Mooncake's
+ * `create_move_task`). Writes the task's id into `id_out`. Returns 0 or: `OBJECT_NOT_FOUND`,
+ * `INVALID_PARAMS` (source == target, a target not mounted, no replica on `source`),
+ * `UNAVAILABLE_IN_CURRENT_STATUS`, `TASK_PENDING_LIMIT_EXCEEDED`. Thread-safe.
+ *
+ * # Safety
+ * `key`, `source`, `target` NUL-terminated; `id_out` writable.
+ */
+int mooncake_store_create_move_task(mooncake_store_t store,
+                                    const char *key,
+                                    const char *source,
+                                    const char *target,
+                                    mooncake_task_id_t *id_out);
+
+/**
+ * The state of task `id` into `info_out` and its message (Mooncake's `query_task`), cut to
+ * `message_len - 1` bytes and NUL-terminated, into `message_out` (NULL or `message_len` 0:
+ * not written). Returns 0 or `TASK_NOT_FOUND`. Thread-safe.
+ *
+ * # Safety
+ * `id` readable; `info_out` writable; `message_out` NULL or writable for `message_len` bytes.
+ */
+int mooncake_store_query_task(mooncake_store_t store,
+                              const mooncake_task_id_t *id,
+                              mooncake_task_info_t *info_out,
+                              char *message_out,
+                              size_t message_len);
 
 #ifdef __cplusplus
 }  // extern "C"

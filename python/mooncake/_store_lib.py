@@ -36,6 +36,23 @@ class ReplicaDescC(ctypes.Structure):
 
     _fields_ = [("buffer_address", c_uint64), ("size", c_uint64), ("status", c_int),
                 ("transport_endpoint", c_char * 256)]
+class TaskIdC(ctypes.Structure):
+    """``struct mooncake_task_id`` of ``mooncake.h``."""
+
+    _fields_ = [("first", c_uint64), ("second", c_uint64)]
+
+
+class TaskInfoC(ctypes.Structure):
+    """``struct mooncake_task_info`` of ``mooncake.h``."""
+
+    _fields_ = [
+        ("id", TaskIdC),
+        ("type_", c_int),
+        ("status", c_int),
+        ("created_at_ms_epoch", c_uint64),
+        ("last_updated_at_ms_epoch", c_uint64),
+        ("assigned_client", TaskIdC),
+    ]
 
 
 _CFG = POINTER(ReplicateConfigC)
@@ -98,6 +115,15 @@ _PROTOTYPES = {
     "mooncake_store_batch_put_session_finish": (c_int, [c_void_p, _KEYS, c_size_t, c_int, POINTER(c_int)]),
     "mooncake_store_batch_get_session_start": (c_int, [c_void_p, _KEYS, c_size_t, POINTER(c_int)]),
     "mooncake_store_batch_get_session_end": (c_int, [c_void_p, _KEYS, c_size_t]),
+    "mooncake_store_mount_segment": (c_int, [c_void_p, c_char_p, c_uint64, c_uint64, c_char_p, c_char_p,
+                                             c_char_p, c_size_t]),
+    "mooncake_store_allocate_and_mount_segment": (c_int, [c_void_p, c_uint64, c_char_p, c_char_p, c_char_p,
+                                                          c_size_t, POINTER(c_uint64)]),
+    "mooncake_store_unmount_segment": (c_int, [c_void_p, _KEYS, c_size_t, c_uint64]),
+    "mooncake_store_unmount_and_free_segment": (c_int, [c_void_p, _KEYS, c_size_t, c_uint64]),
+    "mooncake_store_create_copy_task": (c_int, [c_void_p, c_char_p, _KEYS, c_size_t, POINTER(TaskIdC)]),
+    "mooncake_store_create_move_task": (c_int, [c_void_p, c_char_p, c_char_p, c_char_p, POINTER(TaskIdC)]),
+    "mooncake_store_query_task": (c_int, [c_void_p, POINTER(TaskIdC), POINTER(TaskInfoC), c_char_p, c_size_t]),
 }
 
 

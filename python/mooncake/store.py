@@ -22,11 +22,11 @@ import re
 import struct
 import threading
 from ctypes import byref, c_char_p, c_int, c_int64, c_size_t, c_uint64, c_void_p
-from typing import Any, Dict, List, Literal, Optional, Sequence, Type, overload
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Type, overload
 
 from . import _lib
 from ._lib import LIB
-from ._store_lib import ReplicaDescC, ReplicateConfigC, StoreRange
+from ._store_lib import ReplicaDescC, ReplicateConfigC, StoreRange, TaskIdC, TaskInfoC
 from .buffer_pool import BufferLease, BufferPool, RegisteredBufferLease, RegisteredBufferPool  # noqa: F401 - the wheel has them here
 
 log = logging.getLogger("mooncake")
@@ -953,6 +953,82 @@ class MooncakeDistributedStore:
         return list(results[:n])
 
 
+    # ---- extra segments, copy and move tasks ----
+
+    def mount_segment(self, path: str, size: int, offset: int = 0, protocol: str = "tcp",
+                      location: str = "") -> dict:
+        """Maps ``size`` bytes of the file at ``path`` from ``offset`` (page-aligned) and mounts
+        them as a segment of this client: ``{"ret": 0 or -1, "segment_ids": [id, ...]}``."""
+        ids = ctypes.create_string_buffer(_IDS_LEN)
+        rc = LIB.mooncake_store_mount_segment(
+            self._handle, _key(path, "path"), _u64(size, "size"), _u64(offset, "offset"),
+            _key(protocol, "protocol"), _key(location, "location"), ids, _IDS_LEN)
+        if rc != 0:
+            return {"ret": _failed("mount_segment", -1), "segment_ids": []}
+        return {"ret": 0, "segment_ids": _split_ids(ids.value)}
+
+    def unmount_segment(self, segment_ids: List[str], grace_period_seconds: int = 0) -> int:
+        """Unmounts segments of :meth:`mount_segment`: 0, -1 for an id that is not one, or the
+        first failure's code."""
+        arr, n = _keys(segment_ids)
+        return _failed("unmount_segment", LIB.mooncake_store_unmount_segment(
+            self._handle, arr, n, _u64(grace_period_seconds, "grace_period_seconds")))
+
+    def allocate_and_mount_segment(self, size: int, protocol: str = "tcp", location: str = "") -> dict:
+        """Allocates ``size`` bytes (whole 16 MiB slabs) and mounts them:
+        ``{"ret", "segment_ids", "allocated_size"}``."""
+        ids = ctypes.create_string_buffer(_IDS_LEN)
+        allocated = c_uint64(0)
+        rc = LIB.mooncake_store_allocate_and_mount_segment(
+            self._handle, _u64(size, "size"), _key(protocol, "protocol"), _key(location, "location"), ids,
+            _IDS_LEN, byref(allocated))
+        if rc != 0:
+            return {"ret": _failed("allocate_and_mount_segment", -1), "segment_ids": [], "allocated_size": 0}
+        return {"ret": 0, "segment_ids": _split_ids(ids.value), "allocated_size": allocated.value}
+
+    def unmount_and_free_segment(self, segment_ids: List[str], grace_period_seconds: int = 0) -> int:
+        """Unmounts and frees segments of :meth:`allocate_and_mount_segment` (as
+        :meth:`unmount_segment`)."""
+        arr, n = _keys(segment_ids)
+        return _failed("unmount_and_free_segment", LIB.mooncake_store_unmount_and_free_segment(
+            self._handle, arr, n, _u64(grace_period_seconds, "grace_period_seconds")))
+
+    def create_copy_task(self, key: str, targets: List[str]) -> tuple:
+        """Copy an object to target segments: ``(task id, 0)`` or ``((0, 0), code)``."""
+        arr, n = _keys(targets)
+        out = TaskIdC()
+        rc = LIB.mooncake_store_create_copy_task(self._handle, _key(key), arr, n, byref(out))
+        if rc != 0:
+            log.error("Copy failed for key: %s, error: %d (%s)", key, rc, _lib.last_error())
+            return ((0, 0), rc)
+        return ((out.first, out.second), 0)
+
+    def create_move_task(self, key: str, source: str, target: str) -> tuple:
+        """Move an object from source segment to target segment: ``(task id, 0)`` or
+        ``((0, 0), code)``."""
+        out = TaskIdC()
+        rc = LIB.mooncake_store_create_move_task(
+            self._handle, _key(key), _key(source, "source"), _key(target, "target"), byref(out))
+        if rc != 0:
+            log.error("Move failed for key: %s, error: %d (%s)", key, rc, _lib.last_error())
+            return ((0, 0), rc)
+        return ((out.first, out.second), 0)
+
+    def query_task(self, task_id: Tuple[int, int]) -> tuple:
+        """The status of a task: ``(QueryTaskResponse, 0)`` or ``(None, code)`` (-1400 unknown)."""
+        if isinstance(task_id, (str, bytes)) or not hasattr(task_id, "__len__") or len(task_id) != 2:
+            raise TypeError(f"incompatible function arguments: task_id must be tuple[int, int], not {task_id!r}")
+        tid = TaskIdC(_u64(task_id[0], "task_id"), _u64(task_id[1], "task_id"))
+        info = TaskInfoC()
+        message = ctypes.create_string_buffer(_MESSAGE_LEN)
+        rc = LIB.mooncake_store_query_task(self._handle, byref(tid), byref(info), message, _MESSAGE_LEN)
+        if rc != 0:
+            log.error("QueryTask failed for task_id: %d-%d, error: %d", tid.first, tid.second, rc)
+            return (None, rc)
+        return (QueryTaskResponse._of(info, message.value.decode(errors="replace")), 0)
+
+
+
 def _flat_parts(what: str, keys: Sequence[str], all_buffer_ptrs: Sequence[Sequence[int]],
                 all_sizes: Sequence[Sequence[int]], whole: bool):
     """The C arguments of a multi-buffer call (keys, count, part counts, flat pointers and
@@ -978,6 +1054,107 @@ def _flat_parts(what: str, keys: Sequence[str], all_buffer_ptrs: Sequence[Sequen
         lens.extend(sizes)
     m = max(1, len(addrs))
     return (karr, n, (c_size_t * max(1, n))(*counts), (c_void_p * m)(*addrs), (c_size_t * m)(*lens))
+
+
+# ---- copy and move tasks: Mooncake's TaskType, TaskStatus, QueryTaskResponse -----------------
+
+_IDS_LEN = 4096       # comma-separated segment ids (one is at most 41 characters)
+_MESSAGE_LEN = 1024   # a task's message
+
+
+def _split_ids(raw: bytes) -> List[str]:
+    return [i for i in raw.decode().split(",") if i]
+
+
+class TaskType(enum.IntEnum):
+    """What a task does (Mooncake's ``TaskType``)."""
+
+    REPLICA_COPY = 0
+    REPLICA_MOVE = 1
+
+    def __str__(self) -> str:  # as pybind prints enum members
+        return f"TaskType.{self.name}"
+
+
+class TaskStatus(enum.IntEnum):
+    """Where a task is (Mooncake's ``TaskStatus``; its numbering: FAILED 2, SUCCESS 3)."""
+
+    PENDING = 0
+    PROCESSING = 1
+    FAILED = 2
+    SUCCESS = 3
+
+    def __str__(self) -> str:
+        return f"TaskStatus.{self.name}"
+
+
+# The wheel exports the members at module level too.
+PENDING = TaskStatus.PENDING
+PROCESSING = TaskStatus.PROCESSING
+SUCCESS = TaskStatus.SUCCESS
+FAILED = TaskStatus.FAILED
+REPLICA_COPY = TaskType.REPLICA_COPY
+REPLICA_MOVE = TaskType.REPLICA_MOVE
+
+
+class QueryTaskResponse:
+    """Response structure for QueryTask operation."""
+
+    __slots__ = ("_id", "_type", "_status", "_created", "_updated", "_client", "_message")
+
+    def __init__(self) -> None:
+        self._id: Tuple[int, int] = (0, 0)
+        self._type = TaskType.REPLICA_COPY
+        self._status = TaskStatus.PENDING
+        self._created = 0
+        self._updated = 0
+        self._client: Tuple[int, int] = (0, 0)
+        self._message = ""
+
+    @classmethod
+    def _of(cls, info: Any, message: str) -> "QueryTaskResponse":
+        r = cls()
+        r._id = (info.id.first, info.id.second)
+        r._type = TaskType(info.type_)
+        r._status = TaskStatus(info.status)
+        r._created = info.created_at_ms_epoch
+        r._updated = info.last_updated_at_ms_epoch
+        r._client = (info.assigned_client.first, info.assigned_client.second)
+        r._message = message
+        return r
+
+    @property
+    def id(self) -> Tuple[int, int]:
+        return self._id
+
+    @property
+    def type(self) -> TaskType:
+        return self._type
+
+    @property
+    def status(self) -> TaskStatus:
+        return self._status
+
+    @property
+    def created_at_ms_epoch(self) -> int:
+        return self._created
+
+    @property
+    def last_updated_at_ms_epoch(self) -> int:
+        return self._updated
+
+    @property
+    def assigned_client(self) -> Tuple[int, int]:
+        return self._client
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    def __repr__(self) -> str:
+        return (f"QueryTaskResponse(id={self._id[0]}-{self._id[1]}, type={int(self._type)}, "
+                f"status={int(self._status)}, created_at={self._created}, last_updated_at={self._updated}, "
+                f"assigned_client={self._client[0]}-{self._client[1]}, message=\"{self._message}\")")
 
 
 # ---- tensor helpers (only with torch) --------------------------------------------------------

@@ -54,6 +54,8 @@ STRUCTS = {
     "ReplicateConfigC": "mooncake_replicate_config",
     "StoreRange": "mooncake_store_range",
     "ReplicaDescC": "mooncake_store_replica_desc",
+    "TaskIdC": "mooncake_task_id",
+    "TaskInfoC": "mooncake_task_info",
 }
 
 #: (module, name or Class.attribute) -> the header's #define it repeats.

@@ -29,6 +29,11 @@ pub enum ErrorCode {
     RpcTimeout = -901,
     UnavailableInCurrentMode = -1011,
     NotSupported = -1012,
+    ReplicaNotFound = -710,
+    ObjectHasReplicationTask = -708,
+    UnavailableInCurrentStatus = -1010,
+    TaskNotFound = -1400,
+    TaskPendingLimitExceeded = -1401,
 }
 
 impl ErrorCode {
@@ -62,11 +67,16 @@ impl ErrorCode {
             ErrorCode::RpcTimeout => "RPC_TIMEOUT",
             ErrorCode::UnavailableInCurrentMode => "UNAVAILABLE_IN_CURRENT_MODE",
             ErrorCode::NotSupported => "NOT_SUPPORTED",
+            ErrorCode::ReplicaNotFound => "REPLICA_NOT_FOUND",
+            ErrorCode::ObjectHasReplicationTask => "OBJECT_HAS_REPLICATION_TASK",
+            ErrorCode::UnavailableInCurrentStatus => "UNAVAILABLE_IN_CURRENT_STATUS",
+            ErrorCode::TaskNotFound => "TASK_NOT_FOUND",
+            ErrorCode::TaskPendingLimitExceeded => "TASK_PENDING_LIMIT_EXCEEDED",
         }
     }
 
     /// Every member, for tables (the header's list, the docs, the tests).
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::InternalError,
         ErrorCode::BufferOverflow,
         ErrorCode::SegmentNotFound,
@@ -89,6 +99,11 @@ impl ErrorCode {
         ErrorCode::RpcTimeout,
         ErrorCode::UnavailableInCurrentMode,
         ErrorCode::NotSupported,
+        ErrorCode::ReplicaNotFound,
+        ErrorCode::ObjectHasReplicationTask,
+        ErrorCode::UnavailableInCurrentStatus,
+        ErrorCode::TaskNotFound,
+        ErrorCode::TaskPendingLimitExceeded,
     ];
 }
 

@@ -28,7 +28,7 @@ pub use code::ErrorCode;
 pub use frame::{Envelope, FrameError, decode, encode, frame_len, read_frame, write_frame};
 
 /// Bumped whenever a message changes shape; the master refuses other versions in `Hello`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side reads (a batch of many keys fits easily; a value never
 /// travels through the master).
@@ -139,10 +139,31 @@ pub enum Request {
     Health,
     /// These reads (`(key, ObjectInfo::read_id)`) have finished copying. Answer: `Done`.
     ReadsDone { reads: Vec<(String, u64)> },
+    /// Place nothing new on `segment` (its owner unmounts it when its grace period ends;
+    /// Mooncake's graceful unmount). Answer: `Done`.
+    DrainSegment { client: ClientId, segment: SegmentId },
+    /// Copy `key` to segments `targets` (Mooncake's `CreateCopyTask`). Answer: `Task`.
+    CreateCopyTask { key: String, targets: Vec<String> },
+    /// Move `key`'s replica on `source` to `target` (Mooncake's `CreateMoveTask`). Answer: `Task`.
+    CreateMoveTask { key: String, source: String, target: String },
+    /// A task's state. Answer: `TaskInfo`.
+    QueryTask { task: TaskId },
+    /// Up to `max` pending tasks assigned to `client`, now processing. Answer: `Tasks`.
+    FetchTasks { client: ClientId, max: u32 },
+    /// A task `client` executed ended. Answer: `Done`.
+    CompleteTask { client: ClientId, task: TaskId, success: bool, message: String },
+    /// Reserve replicas of `key` on `targets` to be copied from its replica on `source`.
+    /// Answer: `ReplicaOp`.
+    ReplicaCopyStart { client: ClientId, key: String, source: String, targets: Vec<String> },
+    /// Reserve a replica of `key` on `target` to replace its replica on `source`. Answer:
+    /// `ReplicaOp`.
+    ReplicaMoveStart { client: ClientId, key: String, source: String, target: String },
+    /// The bytes of replica operation `op` are written (`revoke`: the copy failed). Answer: `Done`.
+    ReplicaOpEnd { client: ClientId, key: String, op: u64, revoke: bool },
 }
 
 /// Request kinds by name, in [`Request::kind_index`] order (messages, metrics).
-pub const REQUEST_KINDS: [&str; 17] = [
+pub const REQUEST_KINDS: [&str; 26] = [
     "Hello",
     "Ping",
     "MountSegment",
@@ -160,6 +181,15 @@ pub const REQUEST_KINDS: [&str; 17] = [
     "RemoveAll",
     "Health",
     "ReadsDone",
+    "DrainSegment",
+    "CreateCopyTask",
+    "CreateMoveTask",
+    "QueryTask",
+    "FetchTasks",
+    "CompleteTask",
+    "ReplicaCopyStart",
+    "ReplicaMoveStart",
+    "ReplicaOpEnd",
 ];
 
 impl Request {
@@ -183,6 +213,15 @@ impl Request {
             Request::RemoveAll { .. } => 14,
             Request::Health => 15,
             Request::ReadsDone { .. } => 16,
+            Request::DrainSegment { .. } => 17,
+            Request::CreateCopyTask { .. } => 18,
+            Request::CreateMoveTask { .. } => 19,
+            Request::QueryTask { .. } => 20,
+            Request::FetchTasks { .. } => 21,
+            Request::CompleteTask { .. } => 22,
+            Request::ReplicaCopyStart { .. } => 23,
+            Request::ReplicaMoveStart { .. } => 24,
+            Request::ReplicaOpEnd { .. } => 25,
         }
     }
 
@@ -223,4 +262,64 @@ pub enum Response {
     Objects(Vec<Outcome<ObjectInfo>>),
     Flags(Vec<Outcome<bool>>),
     Count(i64),
+    Task(TaskId),
+    TaskInfo(TaskInfo),
+    Tasks(Vec<TaskAssignment>),
+    ReplicaOp(ReplicaOp),
+}
+
+/// A copy or move task, chosen at random by the master (Mooncake's task UUID).
+pub type TaskId = u128;
+
+/// What a task does (Mooncake's `TaskType`, same numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskKind {
+    ReplicaCopy = 0,
+    ReplicaMove = 1,
+}
+
+/// Where a task is (Mooncake's `TaskStatus`, same numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskState {
+    Pending = 0,
+    Processing = 1,
+    Failed = 2,
+    Success = 3,
+}
+
+/// A task as `QueryTask` reports it (Mooncake's `QueryTaskResponse`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub id: TaskId,
+    pub kind: TaskKind,
+    pub state: TaskState,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// The client that executes it (the owner of the source replica).
+    pub assigned_client: ClientId,
+    pub message: String,
+}
+
+/// A task handed to the client that executes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskAssignment {
+    pub id: TaskId,
+    pub kind: TaskKind,
+    pub key: String,
+    /// The segment name whose replica is the source.
+    pub source: String,
+    /// The segment names to copy to (one for a move).
+    pub targets: Vec<String>,
+}
+
+/// Replicas reserved by `ReplicaCopyStart`/`ReplicaMoveStart`: copy `size` bytes from
+/// `source` into each of `targets`, then `ReplicaOpEnd`. No target: every target already
+/// holds a replica (end it at once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaOp {
+    pub op: u64,
+    pub size: u64,
+    pub source: Replica,
+    pub targets: Vec<Replica>,
 }

@@ -222,6 +222,71 @@ impl Store {
     }
 }
 
+/// Extra segments, copy and move tasks (`segments.rs`, `tasks.rs`). Segment calls need a real
+/// client: a dummy answers -1 / `INTERNAL_ERROR` with a log line, as Mooncake's does; task
+/// calls are forwarded to the dummy's real client.
+impl Store {
+    /// Maps `size` bytes of the file at `path` from `offset` and mounts them; the segment ids.
+    pub fn mount_file_segment(
+        &self,
+        path: &str,
+        size: u64,
+        offset: u64,
+        protocol: &str,
+        location: &str,
+    ) -> StoreResult<Vec<String>> {
+        self.real_only("mount_segment")?.mount_file_segment(path, size, offset, protocol, location)
+    }
+
+    /// Allocates (whole 16 MiB slabs) and mounts `size` bytes; the segment ids and the bytes.
+    pub fn allocate_and_mount_segment(
+        &self,
+        size: u64,
+        protocol: &str,
+        location: &str,
+    ) -> StoreResult<(Vec<String>, u64)> {
+        self.real_only("allocate_and_mount_segment")?.allocate_and_mount_segment(size, protocol, location)
+    }
+
+    /// Unmounts segments of `mount_file_segment`; 0 or the first failure's code.
+    pub fn unmount_segment(&self, ids: &[&str], grace_period_seconds: u64) -> i32 {
+        match self.real_only("unmount_segment") {
+            Ok(r) => r.unmount_extra_segments(ids, grace_period_seconds, super::segments::ExtraKind::File),
+            Err(_) => -1,
+        }
+    }
+
+    /// Unmounts and frees segments of `allocate_and_mount_segment`; 0 or the first failure's code.
+    pub fn unmount_and_free_segment(&self, ids: &[&str], grace_period_seconds: u64) -> i32 {
+        match self.real_only("unmount_and_free_segment") {
+            Ok(r) => r.unmount_extra_segments(ids, grace_period_seconds, super::segments::ExtraKind::Allocated),
+            Err(_) => -1,
+        }
+    }
+
+    pub fn create_copy_task(&self, key: &str, targets: &[&str]) -> StoreResult<crate::proto::TaskId> {
+        both!(self, c => c.create_copy_task(key, targets))
+    }
+
+    pub fn create_move_task(&self, key: &str, source: &str, target: &str) -> StoreResult<crate::proto::TaskId> {
+        both!(self, c => c.create_move_task(key, source, target))
+    }
+
+    pub fn query_task(&self, task: crate::proto::TaskId) -> StoreResult<crate::proto::TaskInfo> {
+        both!(self, c => c.query_task(task))
+    }
+
+    fn real_only(&self, what: &str) -> StoreResult<&RealClient> {
+        match &self.kind {
+            Kind::Real(r) => Ok(r),
+            Kind::Dummy(_) => {
+                tracing::error!("{what} requires a real client");
+                Err(StoreError::new(ErrorCode::InternalError, format!("{what} requires a real client")))
+            }
+        }
+    }
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         if let Err(e) = self.close() {

@@ -55,6 +55,8 @@ pub(super) struct Inner {
     /// Copy replicas of this process with memcpy (`MC_STORE_MEMCPY`, on by default).
     pub memcpy_local: bool,
     pub closed: AtomicBool,
+    /// Segments added by `mount_segment`/`allocate_and_mount_segment` (`segments.rs`).
+    pub extra: super::segments::ExtraSegments,
     stop: Mutex<bool>,
     stop_signal: Condvar,
 }
@@ -131,6 +133,7 @@ impl RealClient {
             buffers: RwLock::new(BTreeMap::new()),
             memcpy_local: !matches!(std::env::var("MC_STORE_MEMCPY").as_deref(), Ok("0" | "false" | "off")),
             closed: AtomicBool::new(false),
+            extra: Default::default(),
             stop: Mutex::new(false),
             stop_signal: Condvar::new(),
         });
@@ -307,7 +310,7 @@ impl Inner {
         Ok(self)
     }
 
-    fn mount(&self, segment: &Mounted) -> StoreResult<()> {
+    pub(super) fn mount(&self, segment: &Mounted) -> StoreResult<()> {
         let request = Request::MountSegment {
             client: self.master.client_id(),
             segment: segment.id,
@@ -382,6 +385,7 @@ fn start_heartbeat(inner: &Arc<Inner>) -> StoreResult<JoinHandle<()>> {
                     }
                 }
                 beat(&inner);
+                super::tasks::poll(&inner);
             }
         })
         .map_err(|e| StoreError::new(ErrorCode::InternalError, format!("cannot start the heartbeat thread: {e}")))

@@ -15,9 +15,11 @@ mod error;
 mod get;
 mod put;
 pub mod rpc;
+pub mod segments;
 pub mod size;
 mod staging;
 pub mod standalone;
+pub mod tasks;
 mod transfer;
 // Mooncake's surface beyond put/get: shared engines, batch removal, replica descriptors, sessions.
 pub mod session;

@@ -78,6 +78,38 @@ impl Mapping {
         Ok(Mapping { ptr, len: size.get() })
     }
 
+    /// Maps `len` bytes of the file `fd` from `offset` (page-aligned), shared: what is written
+    /// lands in the file (Mooncake's `mount_segment` of a file or shm path). The range must lie
+    /// inside the file.
+    pub fn file(fd: std::os::fd::BorrowedFd<'_>, offset: u64, len: u64) -> MapResult<Mapping> {
+        let size = usize::try_from(len)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| MapError::Request(format!("cannot map {len} bytes")))?;
+        let file_len = nix::sys::stat::fstat(fd).map_err(|e| MapError::os("fstat".into(), e))?.st_size as u64;
+        if offset > file_len || len > file_len - offset {
+            return Err(MapError::Request(format!(
+                "bytes {offset}..{} are not inside the file ({file_len} bytes)",
+                offset.saturating_add(len)
+            )));
+        }
+        let off = libc::off_t::try_from(offset).map_err(|_| MapError::Request(format!("offset {offset} too large")))?;
+        // SAFETY: a new shared mapping of a range inside the file (checked above) at an address
+        // the kernel picks; it aliases only the file's pages, which is the point.
+        let ptr = unsafe {
+            nix::sys::mman::mmap(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd,
+                off,
+            )
+        }
+        .map_err(|e| MapError::os(format!("cannot map {len} bytes of the file"), e))?;
+        Ok(Mapping { ptr, len: size.get() })
+    }
+
     pub fn addr(&self) -> u64 {
         self.ptr.as_ptr() as u64
     }

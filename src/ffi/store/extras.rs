@@ -506,6 +506,11 @@ mod tests {
             (ErrorCode::RpcTimeout, MOONCAKE_STORE_RPC_TIMEOUT),
             (ErrorCode::UnavailableInCurrentMode, MOONCAKE_STORE_UNAVAILABLE_IN_CURRENT_MODE),
             (ErrorCode::NotSupported, MOONCAKE_STORE_NOT_SUPPORTED),
+            (ErrorCode::ReplicaNotFound, super::super::tasks::MOONCAKE_STORE_REPLICA_NOT_FOUND),
+            (ErrorCode::ObjectHasReplicationTask, super::super::tasks::MOONCAKE_STORE_OBJECT_HAS_REPLICATION_TASK),
+            (ErrorCode::UnavailableInCurrentStatus, super::super::tasks::MOONCAKE_STORE_UNAVAILABLE_IN_CURRENT_STATUS),
+            (ErrorCode::TaskNotFound, super::super::tasks::MOONCAKE_STORE_TASK_NOT_FOUND),
+            (ErrorCode::TaskPendingLimitExceeded, super::super::tasks::MOONCAKE_STORE_TASK_PENDING_LIMIT_EXCEEDED),
         ];
         for code in ErrorCode::ALL {
             let found = constants.iter().find(|(c, _)| *c == code);

@@ -8,11 +8,13 @@ pub mod extras;
 pub mod ops;
 pub mod store_c;
 pub mod surface;
+pub mod tasks;
 pub mod types;
 
 pub use extras::*;
 pub use store_c::*;
 pub use surface::*;
+pub use tasks::*;
 pub use types::*;
 
 // ---- multi-buffer puts and gets ----

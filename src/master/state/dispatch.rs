@@ -61,7 +61,41 @@ impl MasterState {
                 Err(e) => Response::Error(e),
             },
             Request::RemoveAll { force } => Response::Count(self.remove_all(force, now)),
+            Request::DrainSegment { client, segment } => done(self.drain_segment(client, segment)),
+            Request::CreateCopyTask { key, targets } => task(self.create_copy_task(&key, &targets, now)),
+            Request::CreateMoveTask { key, source, target } => task(self.create_move_task(&key, &source, &target, now)),
+            Request::QueryTask { task } => match self.query_task(task) {
+                Ok(info) => Response::TaskInfo(info),
+                Err(e) => Response::Error(e),
+            },
+            Request::FetchTasks { client, max } => Response::Tasks(self.fetch_tasks(client, max, now)),
+            Request::CompleteTask { client, task, success, message } => {
+                done(self.complete_task(client, task, success, &message, now))
+            }
+            Request::ReplicaCopyStart { client, key, source, targets } => {
+                replica_op(self.replica_op_start(client, &key, &source, &targets, false, now))
+            }
+            Request::ReplicaMoveStart { client, key, source, target } => {
+                replica_op(self.replica_op_start(client, &key, &source, &[target], true, now))
+            }
+            Request::ReplicaOpEnd { client, key, op, revoke } => {
+                done(self.replica_op_end(client, &key, op, revoke, now))
+            }
         }
+    }
+}
+
+fn task(r: Outcome<crate::proto::TaskId>) -> Response {
+    match r {
+        Ok(id) => Response::Task(id),
+        Err(e) => Response::Error(e),
+    }
+}
+
+fn replica_op(r: Outcome<crate::proto::ReplicaOp>) -> Response {
+    match r {
+        Ok(op) => Response::ReplicaOp(op),
+        Err(e) => Response::Error(e),
     }
 }
 

@@ -61,6 +61,7 @@ impl MasterState {
     /// whose lease or timeout ran out, revokes puts older than `put_start_release_timeout`,
     /// and evicts while the usage is above the high watermark.
     pub fn tick(&mut self, now: Instant) {
+        self.tick_tasks(now);
         let mut i = 0;
         while i < self.deferred.len() {
             if self.deferred[i].until <= now {

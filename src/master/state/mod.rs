@@ -66,6 +66,7 @@ mod eviction;
 mod objects;
 mod puts;
 mod segments;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -180,6 +181,8 @@ pub struct MasterState {
     clients: HashMap<ClientId, ClientEntry>,
     counters: Counters,
     rng: SmallRng,
+    /// Copy and move tasks and the replica operations executing them (`tasks.rs`).
+    tasks: tasks::TaskTable,
 }
 
 impl MasterState {
@@ -195,6 +198,7 @@ impl MasterState {
             clients: HashMap::new(),
             counters: Counters::default(),
             rng: SmallRng::from_os_rng(),
+            tasks: tasks::TaskTable::default(),
         }
     }
 

@@ -25,6 +25,8 @@ pub struct Segment {
     pub base: u64,
     pub size: u64,
     pub alloc: OffsetAllocator,
+    /// Being unmounted gracefully: nothing new is placed here (Mooncake's draining segment).
+    pub draining: bool,
 }
 
 /// Every mounted segment by id.
@@ -49,8 +51,12 @@ impl SegmentTable {
             };
         }
         let alloc = OffsetAllocator::new(base, size);
-        self.segments.insert(id, Segment { client, name: name.to_string(), base, size, alloc });
+        self.segments.insert(id, Segment { client, name: name.to_string(), base, size, alloc, draining: false });
         Ok(())
+    }
+
+    pub fn get_mut(&mut self, id: SegmentId) -> Option<&mut Segment> {
+        self.segments.get_mut(&id)
     }
 
     /// Takes a segment out of the table (its space goes with it).
@@ -130,7 +136,7 @@ impl SegmentTable {
         // The other names, each with the most free bytes among its segments that fit.
         let mut best: HashMap<&str, u64> = HashMap::new();
         for s in self.segments.values() {
-            if used_names.contains(&s.name) || !s.alloc.fits(len) {
+            if used_names.contains(&s.name) || s.draining || !s.alloc.fits(len) {
                 continue;
             }
             let free = s.alloc.free_bytes();
@@ -151,12 +157,13 @@ impl SegmentTable {
         out
     }
 
-    /// Allocates on the segment called `name` with the most free bytes that can take `len`.
-    fn allocate_on_name(&mut self, name: &str, len: u64) -> Option<Alloc> {
+    /// Allocates on the segment called `name` with the most free bytes that can take `len`
+    /// (never on a draining one).
+    pub fn allocate_on_name(&mut self, name: &str, len: u64) -> Option<Alloc> {
         let (&id, seg) = self
             .segments
             .iter_mut()
-            .filter(|(_, s)| s.name == name && s.alloc.fits(len))
+            .filter(|(_, s)| s.name == name && !s.draining && s.alloc.fits(len))
             .max_by_key(|(_, s)| s.alloc.free_bytes())?;
         let offset = seg.alloc.allocate(len)?;
         let len = seg.alloc.allocated_len(offset).unwrap_or(len);

@@ -341,6 +341,30 @@ impl DummyClient {
         count(self.call(&DummyRequest::RemoveAll { force }, None)?)
     }
 
+    /// Forwarded to the real client (Mooncake's dummy forwards them too).
+    pub fn create_copy_task(&self, key: &str, targets: &[&str]) -> StoreResult<crate::proto::TaskId> {
+        let targets = targets.iter().map(|t| t.to_string()).collect();
+        match self.call(&DummyRequest::CreateCopyTask { key: key.into(), targets }, None)? {
+            DummyResponse::Task(id) => Ok(id),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn create_move_task(&self, key: &str, source: &str, target: &str) -> StoreResult<crate::proto::TaskId> {
+        let request = DummyRequest::CreateMoveTask { key: key.into(), source: source.into(), target: target.into() };
+        match self.call(&request, None)? {
+            DummyResponse::Task(id) => Ok(id),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn query_task(&self, task: crate::proto::TaskId) -> StoreResult<crate::proto::TaskInfo> {
+        match self.call(&DummyRequest::QueryTask { task }, None)? {
+            DummyResponse::TaskInfo(info) => Ok(info),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Closes the connection: the real client unregisters and unmaps what this dummy shared.
     pub fn close(&self) -> StoreResult<()> {
         if !self.closed.swap(true, Ordering::AcqRel) {
@@ -420,6 +444,9 @@ fn kind(request: &DummyRequest) -> &'static str {
         DummyRequest::PutMulti { .. } => "PutMulti",
         DummyRequest::GetMulti { .. } => "GetMulti",
         DummyRequest::ReplicaDescs { .. } => "ReplicaDescs",
+        DummyRequest::CreateCopyTask { .. } => "CreateCopyTask",
+        DummyRequest::CreateMoveTask { .. } => "CreateMoveTask",
+        DummyRequest::QueryTask { .. } => "QueryTask",
     }
 }
 

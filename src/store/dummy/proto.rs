@@ -86,6 +86,18 @@ pub enum DummyRequest {
     ReplicaDescs {
         keys: Vec<String>,
     },
+    CreateCopyTask {
+        key: String,
+        targets: Vec<String>,
+    },
+    CreateMoveTask {
+        key: String,
+        source: String,
+        target: String,
+    },
+    QueryTask {
+        task: crate::proto::TaskId,
+    },
 }
 
 /// A key and its parts, `(addr, len)` in the dummy's memory.
@@ -108,4 +120,6 @@ pub enum DummyResponse {
     Count(i64),
     Health(i32),
     ReplicaDescs(Vec<Outcome<Vec<crate::store::surface::ReplicaDesc>>>),
+    Task(crate::proto::TaskId),
+    TaskInfo(crate::proto::TaskInfo),
 }

@@ -172,6 +172,14 @@ impl Session {
                 let out = store.batch_replica_desc(&keys);
                 Ok(DummyResponse::ReplicaDescs(out.into_iter().map(|r| r.map_err(|e| e.code)).collect()))
             }
+            DummyRequest::CreateCopyTask { key, targets } => {
+                let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+                store.create_copy_task(&key, &targets).map(DummyResponse::Task)
+            }
+            DummyRequest::CreateMoveTask { key, source, target } => {
+                store.create_move_task(&key, &source, &target).map(DummyResponse::Task)
+            }
+            DummyRequest::QueryTask { task } => store.query_task(task).map(DummyResponse::TaskInfo),
         };
         answer.unwrap_or_else(|e| DummyResponse::Error(e.code, e.message))
     }
