@@ -667,8 +667,9 @@ class MooncakeDistributedStore:
                                      all_sizes: List[List[int]],
                                      config: Optional[ReplicateConfig] = None) -> List[int]:
         """Puts each key's value from scattered buffers: key i is the concatenation of
-        ``all_sizes[i][j]`` bytes at ``all_buffer_ptrs[i][j]``, in order. One code per key;
-        every key gets INVALID_PARAMS when the lists' lengths disagree (as Mooncake's)."""
+        ``all_sizes[i][j]`` bytes at ``all_buffer_ptrs[i][j]``, in order. The buffers may be
+        registered (``register_buffer``) or not, as with Mooncake's. One code per key; every
+        key gets INVALID_PARAMS when the lists' lengths disagree (as Mooncake's)."""
         flat = _flat_parts("batch_put_from_multi_buffers", keys, all_buffer_ptrs, all_sizes, whole=True)
         if isinstance(flat, list):
             return flat
@@ -686,7 +687,8 @@ class MooncakeDistributedStore:
                                      prefer_alloc_in_same_node: bool = False) -> List[int]:
         """Reads each key's value into scattered buffers (key i fills ``all_sizes[i][j]``
         bytes at ``all_buffer_ptrs[i][j]`` in order; the sizes must add up to the value's).
-        Bytes read or a negative code per key."""
+        The buffers may be registered or not, as with Mooncake's. Bytes read or a negative
+        code per key."""
         flat = _flat_parts("batch_get_into_multi_buffers", keys, all_buffer_ptrs, all_sizes, whole=False)
         if isinstance(flat, list):
             return flat
