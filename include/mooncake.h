@@ -264,6 +264,11 @@
 #define CLI_INTERNAL_ERROR 70
 
 /**
+ * The longest `transport_endpoint` of a [`mooncake_store_replica_desc`], NUL included.
+ */
+#define MOONCAKE_STORE_ENDPOINT_LEN 256
+
+/**
  * A value read by `mooncake_store_get_buffer`: owned by the caller, freed with
  * `mooncake_store_buffer_free`. Opaque; read it with `mooncake_store_buffer_data` and
  * `mooncake_store_buffer_size`.
@@ -283,6 +288,21 @@ struct mooncake_store_range {
 };
 
 typedef struct mooncake_store_range mooncake_store_range_t;
+
+/**
+ * One replica of an object (Mooncake's memory `ReplicaDescriptor`): `size` bytes at
+ * `buffer_address` in the process of the client whose engine segment is
+ * `transport_endpoint` (its `get_hostname()`, NUL-terminated), in state `status`
+ * (Mooncake's `ReplicaStatus`: 3, `COMPLETE`, for every replica a reader is shown).
+ */
+struct mooncake_store_replica_desc {
+  uint64_t buffer_address;
+  uint64_t size;
+  int status;
+  char transport_endpoint[256];
+};
+
+typedef struct mooncake_store_replica_desc mooncake_store_replica_desc_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -663,6 +683,137 @@ int mooncake_store_batch_get_into_multi_buffers(mooncake_store_t store,
  * pointers, each NULL or a NUL-terminated string, all readable during the call.
  */
 int mooncake_cli_main(const char *tool, int argc, const char *const *argv);
+
+/**
+ * `mooncake_store_setup` on the Transfer Engine `engine` (a handle of `transfer_engine_c.h`,
+ * as `TransferEngine.get_engine()` gives it in Python), which the store shares instead of
+ * starting its own: it registers its segment and staging buffer there and takes the engine's
+ * segment name as its hostname; `protocol` and `device_name` are the engine's business and
+ * ignored. `close` unregisters what the store registered and leaves the engine running; the
+ * engine must outlive the store's use of it (a destroyed engine makes transfers fail).
+ * Returns 0 or a negative code (`INVALID_PARAMS` -600 for a handle that is not a live engine,
+ * `RPC_FAIL` -900: master unreachable). Strings are read during the call. Thread-safe.
+ *
+ * # Safety
+ * Every string must be NULL or NUL-terminated.
+ */
+int mooncake_store_setup_with_engine(mooncake_store_t store,
+                                     void *engine,
+                                     const char *local_hostname,
+                                     const char *metadata_server,
+                                     uint64_t global_segment_size,
+                                     uint64_t local_buffer_size,
+                                     const char *master_server_addr);
+
+/**
+ * Removes each of `count` keys as `mooncake_store_remove` does: 0, `OBJECT_NOT_FOUND` (-704),
+ * `OBJECT_HAS_LEASE` (-706, unless `force`) or another code in `results_out[i]`. Returns 0, or
+ * a negative code (nothing written) for wrong arguments. Thread-safe.
+ *
+ * # Safety
+ * `keys` must hold `count` NUL-terminated strings; `results_out` writable for `count` ints.
+ */
+int mooncake_store_batch_remove(mooncake_store_t store,
+                                const char **keys,
+                                size_t count,
+                                int force,
+                                int *results_out);
+
+/**
+ * The replicas of each of `count` keys, in one request to the master (each found key gets a
+ * read lease, as Mooncake's query grants). `counts_out[i]` is the number of replicas of key
+ * `i`, or its negative code (`OBJECT_NOT_FOUND` -704, ...); the replicas follow one another
+ * in `descs_out`, key by key, of which at most `capacity` are written. Returns the number of
+ * replicas found in all (more than `capacity`: call again with room for that many), or a
+ * negative code for wrong arguments (nothing written). Thread-safe.
+ *
+ * # Safety
+ * `keys` must hold `count` NUL-terminated strings; `counts_out` writable for `count` ints;
+ * `descs_out` writable for `capacity` descriptors (NULL when `capacity` is 0).
+ */
+int64_t mooncake_store_batch_get_replica_desc(mooncake_store_t store,
+                                              const char **keys,
+                                              size_t count,
+                                              mooncake_store_replica_desc_t *descs_out,
+                                              size_t capacity,
+                                              int *counts_out);
+
+/**
+ * Stores `metadata_size` bytes at `metadata_buffer` followed by `size` bytes at `buffer` as
+ * one object under `key` (Mooncake's `put_from_with_metadata`: the object is the metadata,
+ * then the data). Either buffer may be registered or not. `size` 0 stores nothing and
+ * returns 0, as Mooncake's does. `config` NULL: one replica, no pin. Returns 0 or a negative
+ * code (an existing key is kept and 0 returned, as `put` does). Thread-safe.
+ *
+ * # Safety
+ * `key` NULL or NUL-terminated; `buffer` readable for `size` bytes and `metadata_buffer` for
+ * `metadata_size` bytes (each may be NULL when its size is 0); `config` NULL or valid; all
+ * read during the call.
+ */
+int mooncake_store_put_from_with_metadata(mooncake_store_t store,
+                                          const char *key,
+                                          const void *buffer,
+                                          const void *metadata_buffer,
+                                          size_t size,
+                                          size_t metadata_size,
+                                          const mooncake_replicate_config_t *config);
+
+/**
+ * Reserves space for each of `count` keys (`sizes[i]` bytes; one request to the master)
+ * without writing it; the ranged multi-buffer put writes it, `mooncake_store_batch_put_session_finish`
+ * (revoke 0) makes it visible, (revoke 1) frees it. `results_out[i]`: 0, `INVALID_PARAMS` (-600) for a
+ * key that already has a session, a size of 0 or a dummy client, or the master's code
+ * (`OBJECT_ALREADY_EXISTS` -705, `NO_AVAILABLE_HANDLE` -200, ...). Returns 0, or a negative
+ * code for wrong arguments (nothing written). Thread-safe.
+ *
+ * # Safety
+ * `keys` must hold `count` NUL-terminated strings, `sizes` `count` sizes; `config` NULL or
+ * valid; `results_out` writable for `count` ints.
+ */
+int mooncake_store_batch_put_session_start(mooncake_store_t store,
+                                           const char **keys,
+                                           const uint64_t *sizes,
+                                           size_t count,
+                                           const mooncake_replicate_config_t *config,
+                                           int *results_out);
+
+/**
+ * Ends (`revoke` 0: the objects become visible) or revokes (non-zero: their space is freed)
+ * the put sessions of `count` keys. `results_out[i]`: 0, `INVALID_PARAMS` (-600) for a key
+ * without a session, or the master's code (the session then stays open, to be revoked).
+ * Returns 0, or a negative code for wrong arguments. Thread-safe.
+ *
+ * # Safety
+ * `keys` must hold `count` NUL-terminated strings; `results_out` writable for `count` ints.
+ */
+int mooncake_store_batch_put_session_finish(mooncake_store_t store,
+                                            const char **keys,
+                                            size_t count,
+                                            int revoke,
+                                            int *results_out);
+
+/**
+ * Looks up the replicas of `count` keys once (one request; read leases) and keeps them for
+ * the ranged multi-buffer get. `results_out[i]`: 0 or the key's code (`OBJECT_NOT_FOUND`
+ * -704; `INVALID_PARAMS` -600 on a dummy client). Returns 0, or a negative code for wrong
+ * arguments. Thread-safe.
+ *
+ * # Safety
+ * `keys` must hold `count` NUL-terminated strings; `results_out` writable for `count` ints.
+ */
+int mooncake_store_batch_get_session_start(mooncake_store_t store,
+                                           const char **keys,
+                                           size_t count,
+                                           int *results_out);
+
+/**
+ * Drops the get sessions of `count` keys (keys without one are skipped). Returns 0, or
+ * `INVALID_PARAMS` (-600) on a dummy client or for wrong arguments. Thread-safe.
+ *
+ * # Safety
+ * `keys` must hold `count` NUL-terminated strings.
+ */
+int mooncake_store_batch_get_session_end(mooncake_store_t store, const char **keys, size_t count);
 
 #ifdef __cplusplus
 }  // extern "C"

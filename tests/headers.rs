@@ -112,6 +112,7 @@ fn expected() -> Vec<(&'static str, String)> {
             "src/ffi/store/extras.rs",
             "src/ffi/store/multi.rs",
             "src/ffi/cli.rs",
+            "src/ffi/store/surface.rs",
         ],
         config(
             "MOONCAKE_H",

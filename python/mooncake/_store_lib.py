@@ -8,7 +8,7 @@ them; a library without them raises :class:`ImportError` with the reason.
 from __future__ import annotations
 
 import ctypes
-from ctypes import POINTER, c_char_p, c_int, c_int64, c_size_t, c_uint64, c_void_p
+from ctypes import POINTER, c_char, c_char_p, c_int, c_int64, c_size_t, c_uint64, c_void_p
 
 from ._lib import LIB
 
@@ -29,6 +29,13 @@ class StoreRange(ctypes.Structure):
     """``struct mooncake_store_range`` of ``mooncake.h``."""
 
     _fields_ = [("dst_offset", c_uint64), ("src_offset", c_uint64), ("size", c_uint64)]
+
+
+class ReplicaDescC(ctypes.Structure):
+    """``struct mooncake_store_replica_desc`` of ``mooncake.h``."""
+
+    _fields_ = [("buffer_address", c_uint64), ("size", c_uint64), ("status", c_int),
+                ("transport_endpoint", c_char * 256)]
 
 
 _CFG = POINTER(ReplicateConfigC)
@@ -78,6 +85,19 @@ _PROTOTYPES = {
                                                             c_int64, c_int, POINTER(c_int)]),
     "mooncake_store_batch_get_into_multi_buffers": (c_int, [c_void_p, _KEYS, c_size_t, _SIZES, _PTRS, _SIZES, c_int,
                                                             POINTER(c_int64)]),
+    # Mooncake's surface beyond put/get (src/ffi/store/surface.rs)
+    "mooncake_store_setup_with_engine": (c_int, [c_void_p, c_void_p, c_char_p, c_char_p, c_uint64, c_uint64,
+                                                 c_char_p]),
+    "mooncake_store_batch_remove": (c_int, [c_void_p, _KEYS, c_size_t, c_int, POINTER(c_int)]),
+    "mooncake_store_batch_get_replica_desc": (c_int64, [c_void_p, _KEYS, c_size_t, POINTER(ReplicaDescC), c_size_t,
+                                                        POINTER(c_int)]),
+    "mooncake_store_put_from_with_metadata": (c_int, [c_void_p, c_char_p, c_void_p, c_void_p, c_size_t, c_size_t,
+                                                      _CFG]),
+    "mooncake_store_batch_put_session_start": (c_int, [c_void_p, _KEYS, POINTER(c_uint64), c_size_t, _CFG,
+                                                       POINTER(c_int)]),
+    "mooncake_store_batch_put_session_finish": (c_int, [c_void_p, _KEYS, c_size_t, c_int, POINTER(c_int)]),
+    "mooncake_store_batch_get_session_start": (c_int, [c_void_p, _KEYS, c_size_t, POINTER(c_int)]),
+    "mooncake_store_batch_get_session_end": (c_int, [c_void_p, _KEYS, c_size_t]),
 }
 
 

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Literal, Optional, Sequence, Type, overload
 
 from . import _lib
 from ._lib import LIB
-from ._store_lib import ReplicateConfigC, StoreRange
+from ._store_lib import ReplicaDescC, ReplicateConfigC, StoreRange
 from .buffer_pool import BufferLease, BufferPool, RegisteredBufferLease, RegisteredBufferPool  # noqa: F401 - the wheel has them here
 
 log = logging.getLogger("mooncake")
@@ -41,6 +41,12 @@ __all__ = [
     "RegisteredBufferPool",
     "RegisteredBufferLease",
     "parse_size",
+    "ObjectDataType",
+    "ReplicaStatus",
+    "ReplicaDescriptor",
+    "MemoryDescriptor",
+    "DiskDescriptor",
+    "Descriptor",
 ]
 
 INVALID_PARAMS = -600
@@ -98,6 +104,126 @@ class SoftPinAction(enum.IntEnum):
         return f"SoftPinAction.{self.name}"
 
 
+# ---- Mooncake's enums and replica descriptors ------------------------------------------------
+
+class ObjectDataType(enum.IntEnum):
+    """What an object holds (Mooncake's ``ObjectDataType``), set as ``ReplicateConfig.data_type``.
+    This build keeps it on the config only: the master does not record it."""
+
+    UNKNOWN = 0
+    KVCACHE = 1
+    TENSOR = 2
+    WEIGHT = 3
+    SAMPLE = 4
+    ACTIVATION = 5
+    GRADIENT = 6
+    OPTIMIZER_STATE = 7
+    METADATA = 8
+    GENERAL = 9
+
+    def __str__(self) -> str:  # as pybind prints enum members
+        return f"ObjectDataType.{self.name}"
+
+
+class ReplicaStatus(enum.IntEnum):
+    """A replica's state (Mooncake's ``ReplicaStatus``); readers are only shown ``COMPLETE``."""
+
+    UNDEFINED = 0
+    INITIALIZED = 1
+    PROCESSING = 2
+    COMPLETE = 3
+    REMOVED = 4
+    FAILED = 5
+
+    def __str__(self) -> str:
+        return f"ReplicaStatus.{self.name}"
+
+
+# The module-level names the wheel exports from these enums (its ``FAILED`` and ``PROCESSING``
+# are ``TaskStatus``'s, which belong with the copy/move tasks).
+UNDEFINED = ReplicaStatus.UNDEFINED
+INITIALIZED = ReplicaStatus.INITIALIZED
+COMPLETE = ReplicaStatus.COMPLETE
+REMOVED = ReplicaStatus.REMOVED
+UNKNOWN = ObjectDataType.UNKNOWN
+KVCACHE = ObjectDataType.KVCACHE
+TENSOR = ObjectDataType.TENSOR
+WEIGHT = ObjectDataType.WEIGHT
+SAMPLE = ObjectDataType.SAMPLE
+ACTIVATION = ObjectDataType.ACTIVATION
+GRADIENT = ObjectDataType.GRADIENT
+OPTIMIZER_STATE = ObjectDataType.OPTIMIZER_STATE
+METADATA = ObjectDataType.METADATA
+GENERAL = ObjectDataType.GENERAL
+
+
+class _NoConstructor:
+    """Instances come from the store only, as the wheel's (which has no constructor)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"mooncake.store.{type(self).__name__}: No constructor defined!")
+
+    @classmethod
+    def _make(cls, **fields: Any) -> Any:
+        obj = object.__new__(cls)
+        obj.__dict__.update(fields)
+        return obj
+
+
+class Descriptor(_NoConstructor):
+    """Where a memory replica lives: ``size`` bytes at ``buffer_address`` in the process whose
+    Transfer Engine segment is ``transport_endpoint``."""
+
+    buffer_address: int
+    size: int
+    transport_endpoint: str
+
+    def __repr__(self) -> str:
+        return (f"Descriptor(buffer_address={self.buffer_address:#x}, size={self.size}, "
+                f"transport_endpoint={self.transport_endpoint!r})")
+
+
+class MemoryDescriptor(_NoConstructor):
+    """A memory replica: its :class:`Descriptor` as ``buffer_descriptor``."""
+
+    buffer_descriptor: Descriptor
+
+
+class DiskDescriptor(_NoConstructor):
+    """A disk replica (``file_path``, ``object_size``); this build has no disk tier, so the
+    store never returns one."""
+
+    file_path: str
+    object_size: int
+
+
+class ReplicaDescriptor(_NoConstructor):
+    """One replica of an object, as ``get_replica_desc`` returns it."""
+
+    status: ReplicaStatus
+    _memory: Optional[MemoryDescriptor]
+
+    def is_memory_replica(self) -> bool:
+        return self._memory is not None
+
+    def is_disk_replica(self) -> bool:
+        return False
+
+    def is_local_disk_replica(self) -> bool:
+        return False
+
+    def get_memory_descriptor(self) -> MemoryDescriptor:
+        if self._memory is None:
+            raise RuntimeError("Replica is not a memory replica")
+        return self._memory
+
+    def get_disk_descriptor(self) -> DiskDescriptor:
+        raise RuntimeError("Replica is not a disk replica")
+
+    def __repr__(self) -> str:
+        return f"ReplicaDescriptor(status={self.status}, memory={self._memory and self._memory.buffer_descriptor})"
+
+
 @overload
 def _u64(value: Any, what: str, allow_none: Literal[False] = False) -> int: ...
 @overload
@@ -135,6 +261,7 @@ class ReplicateConfig:
         self.dfs_replica_num = 0
         self.preferred_nof_segments: List[str] = []
         self.prefer_alloc_in_same_node = False
+        self.data_type = ObjectDataType.UNKNOWN
 
     @property
     def replica_num(self) -> int:
@@ -162,7 +289,7 @@ class ReplicateConfig:
                 f"preferred_segments: [{', '.join(self._segments())}], "
                 f"preferred_nof_segments: [{', '.join(self.preferred_nof_segments)}], "
                 f"prefer_alloc_in_same_node: {int(bool(self.prefer_alloc_in_same_node))}, "
-                "data_type: UNKNOWN }")
+                f"data_type: {ObjectDataType(self.data_type).name} }}")
 
     __repr__ = __str__
 
@@ -349,15 +476,14 @@ class MooncakeDistributedStore:
         from 12300-14300; ``get_hostname()`` returns the result. 0 or a negative code."""
         if isinstance(local_hostname, dict) and metadata_server is None:
             return self._setup_dict(local_hostname)
-        if engine is not None:
-            log.warning("setup: sharing a TransferEngine is not available in this build; the store "
-                        "starts its own engine")
         if enable_ssd_offload or enable_client_http_server:
             log.warning("setup: SSD offload and the client HTTP server are not available in this build; ignored")
         host = _key(local_hostname, "local_hostname")
         meta = _key(metadata_server, "metadata_server")
         gss = _u64(global_segment_size, "global_segment_size")
         lbs = _u64(local_buffer_size, "local_buffer_size")
+        if engine is not None:
+            return self._setup_with_engine(engine, host, meta, gss, lbs, _key(master_server_addr, "master_server_addr"))
         rc = LIB.mooncake_store_setup(self._handle, host, meta, gss, lbs, _key(protocol, "protocol"),
                                       _key(rdma_devices, "rdma_devices"),
                                       _key(master_server_addr, "master_server_addr"))
@@ -660,6 +786,134 @@ class MooncakeDistributedStore:
     def unregister_buffer(self, buffer_ptr: int) -> int:
         return _failed("unregister_buffer", LIB.mooncake_store_unregister_buffer(
             self._handle, _u64(buffer_ptr, "buffer_ptr") or None))
+
+    # ---- Mooncake's surface beyond put/get (src/ffi/store/surface.rs) ----
+
+    def _setup_with_engine(self, engine: Any, host: bytes, meta: bytes, gss: int, lbs: int, master: bytes) -> int:
+        """``setup`` on the engine of ``TransferEngine.get_engine()``, shared with its owner."""
+        if hasattr(engine, "get_engine_ptr"):
+            engine = engine.get_engine_ptr()
+        handle = getattr(engine, "handle", engine)
+        if isinstance(handle, bool) or not isinstance(handle, int):
+            raise TypeError("incompatible function arguments: engine must be the object of "
+                            f"mooncake.engine.TransferEngine.get_engine(), not {engine!r}")
+        rc = LIB.mooncake_store_setup_with_engine(self._handle, c_void_p(handle), host, meta, gss, lbs, master)
+        if rc != 0:
+            log.debug("setup with a shared engine failed: %d (%s)", rc, _lib.last_error())
+        return rc
+
+    def batch_remove(self, keys: List[str], force: bool = False) -> List[int]:
+        """Removes each key: 0, -704 missing, -706 under a read lease (unless ``force``)."""
+        karr, n = _keys(keys)
+        if n == 0:
+            return []
+        results = (c_int * n)()
+        rc = LIB.mooncake_store_batch_remove(self._handle, karr, n, int(bool(force)), results)
+        if rc != 0:
+            return [_failed("batch_remove", rc)] * n
+        return list(results)
+
+    def _replica_descs(self, keys: Sequence[str]) -> List[Optional[List[ReplicaDescriptor]]]:
+        karr, n = _keys(keys)
+        if n == 0:
+            return []
+        counts = (c_int * n)()
+        capacity = 4 * n
+        for _ in range(2):
+            descs = (ReplicaDescC * capacity)()
+            total = LIB.mooncake_store_batch_get_replica_desc(self._handle, karr, n, descs, capacity, counts)
+            if total < 0:
+                _failed("get_replica_desc", total)
+                return [None] * n
+            if total <= capacity:
+                break
+            capacity = total
+        out: List[Optional[List[ReplicaDescriptor]]] = []
+        at = 0
+        for i in range(n):
+            if counts[i] < 0:
+                log.error("get_replica_desc %r: %d", keys[i], counts[i])
+                out.append(None)
+                continue
+            found = []
+            for d in descs[at:at + counts[i]]:
+                desc = Descriptor._make(buffer_address=d.buffer_address, size=d.size,
+                                        transport_endpoint=d.transport_endpoint.decode())
+                found.append(ReplicaDescriptor._make(status=ReplicaStatus(d.status),
+                                                     _memory=MemoryDescriptor._make(buffer_descriptor=desc)))
+            at += counts[i]
+            out.append(found)
+        return out
+
+    def get_replica_desc(self, key: str) -> List[ReplicaDescriptor]:
+        """The replicas of ``key`` (a read lease comes with them); ``[]`` when it is missing."""
+        return self._replica_descs([key])[0] or []
+
+    def batch_get_replica_desc(self, keys: List[str]) -> Dict[str, List[ReplicaDescriptor]]:
+        """The replicas of each key found (missing keys are left out, as the wheel does)."""
+        return {k: v for k, v in zip(keys, self._replica_descs(keys)) if v is not None}
+
+    def put_from_with_metadata(self, key: str, buffer_ptr: int, metadata_buffer_ptr: int, size: int,
+                               metadata_size: int, config: Optional[ReplicateConfig] = None) -> int:
+        """Stores ``metadata_size`` bytes at ``metadata_buffer_ptr`` then ``size`` bytes at
+        ``buffer_ptr`` as one object (registered memory or not). 0 or a negative code."""
+        cfg = _CConfig.of(config)
+        return _failed("put_from_with_metadata", LIB.mooncake_store_put_from_with_metadata(
+            self._handle, _key(key), _u64(buffer_ptr, "buffer_ptr") or None,
+            _u64(metadata_buffer_ptr, "metadata_buffer_ptr") or None, _u64(size, "size"),
+            _u64(metadata_size, "metadata_size"), cfg.ref))
+
+    def batch_put_session_start(self, keys: List[str], sizes: List[int],
+                                config: Optional[ReplicateConfig] = None) -> List[int]:
+        """Reserves space for each key without writing it; one code per key."""
+        karr, n = _keys(keys)
+        lens = _uints(sizes, "sizes")
+        if len(lens) != n:
+            log.error("batch_put_session_start: %d keys, %d sizes", n, len(lens))
+            return [INVALID_PARAMS] * n
+        if n == 0:
+            return []
+        cfg = _CConfig.of(config)
+        results = (c_int * n)()
+        rc = LIB.mooncake_store_batch_put_session_start(self._handle, karr, (c_uint64 * n)(*lens), n, cfg.ref,
+                                                        results)
+        if rc != 0:
+            return [_failed("batch_put_session_start", rc)] * n
+        return list(results)
+
+    def _put_session_finish(self, what: str, keys: List[str], revoke: bool) -> List[int]:
+        karr, n = _keys(keys)
+        if n == 0:
+            return []
+        results = (c_int * n)()
+        rc = LIB.mooncake_store_batch_put_session_finish(self._handle, karr, n, int(revoke), results)
+        if rc != 0:
+            return [_failed(what, rc)] * n
+        return list(results)
+
+    def batch_put_session_end(self, keys: List[str]) -> List[int]:
+        """Makes each session's object visible; one code per key."""
+        return self._put_session_finish("batch_put_session_end", keys, False)
+
+    def batch_put_session_revoke(self, keys: List[str]) -> List[int]:
+        """Frees each session's space; one code per key."""
+        return self._put_session_finish("batch_put_session_revoke", keys, True)
+
+    def batch_get_session_start(self, keys: List[str]) -> List[int]:
+        """Looks the replicas of each key up once and keeps them; one code per key."""
+        karr, n = _keys(keys)
+        if n == 0:
+            return []
+        results = (c_int * n)()
+        rc = LIB.mooncake_store_batch_get_session_start(self._handle, karr, n, results)
+        if rc != 0:
+            return [_failed("batch_get_session_start", rc)] * n
+        return list(results)
+
+    def batch_get_session_end(self, keys: List[str]) -> int:
+        """Drops the get sessions of ``keys``. 0 or a negative code."""
+        karr, n = _keys(keys)
+        return _failed("batch_get_session_end", LIB.mooncake_store_batch_get_session_end(self._handle, karr, n))
 
     # ---- multi-buffer puts and gets ----
 

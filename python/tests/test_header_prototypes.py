@@ -53,6 +53,7 @@ STRUCTS = {
     "BufferEntry": "buffer_entry",
     "ReplicateConfigC": "mooncake_replicate_config",
     "StoreRange": "mooncake_store_range",
+    "ReplicaDescC": "mooncake_store_replica_desc",
 }
 
 #: (module, name or Class.attribute) -> the header's #define it repeats.
@@ -283,6 +284,8 @@ class Package:
             if node.id in m.relative and m.relative[node.id][0] in self.modules:
                 other, name = m.relative[node.id]
                 return self.ctype(ast.Name(id=name, ctx=ast.Load()), other)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and isinstance(node.right, ast.Constant):
+            return ("array", self.ctype(node.left, mod), node.right.value)  # `c_char * 256`
         func = ast.unparse(node.func) if isinstance(node, ast.Call) else None
         if func in ("POINTER", "ctypes.POINTER") and len(node.args) == 1:
             if ast.unparse(node.func) == "POINTER" and m.ctypes_names.get("POINTER") != "POINTER":

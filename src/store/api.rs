@@ -7,7 +7,9 @@ use std::sync::Arc;
 use super::KeyParts;
 use super::client::RealClient;
 use super::dummy::DummyClient;
+use super::surface::ReplicaDesc;
 use super::{ByteRange, ErrorCode, KeyBuffer, ReplicaConfig, StoreConfig, StoreError, StoreResult};
+use crate::engine::TransferEngine;
 
 /// A store client. Every method may be called from any thread at once. After `close` every
 /// operation fails with `INVALID_PARAMS` and `health_check` says 1.
@@ -175,6 +177,48 @@ impl Store {
     /// read per key, or its error.
     pub fn batch_get_into_multi_buffers(&self, items: &[KeyParts<'_>]) -> Vec<StoreResult<u64>> {
         both!(self, c => c.batch_get_into_multi_buffers(items))
+    }
+
+    // ---- Mooncake's surface beyond put/get (surface.rs, session.rs) ----
+
+    /// A real client on the engine `engine` (shared with its creator, which keeps running it
+    /// after `close`).
+    pub fn setup_with_engine(config: &StoreConfig, engine: Arc<TransferEngine>) -> StoreResult<Store> {
+        Ok(Store { kind: Kind::Real(Arc::new(RealClient::setup_with_engine(config, engine)?)) })
+    }
+
+    /// `remove` of each key; one outcome per key.
+    pub fn batch_remove(&self, keys: &[&str], force: bool) -> Vec<StoreResult<()>> {
+        both!(self, c => c.batch_remove(keys, force))
+    }
+
+    /// The replicas of each key (with a read lease).
+    pub fn batch_replica_desc(&self, keys: &[&str]) -> Vec<StoreResult<Vec<ReplicaDesc>>> {
+        both!(self, c => c.batch_replica_desc(keys))
+    }
+
+    /// Reserves space for each key without writing it (a real client only).
+    pub fn batch_put_session_start(
+        &self,
+        keys: &[&str],
+        sizes: &[u64],
+        config: &ReplicaConfig,
+    ) -> Vec<StoreResult<()>> {
+        both!(self, c => c.batch_put_session_start(keys, sizes, config))
+    }
+
+    /// Ends (`revoke`: revokes) the put sessions of `keys`.
+    pub fn batch_put_session_finish(&self, keys: &[&str], revoke: bool) -> Vec<StoreResult<()>> {
+        both!(self, c => c.batch_put_session_finish(keys, revoke))
+    }
+
+    /// Looks the replicas of `keys` up once and keeps them (a real client only).
+    pub fn batch_get_session_start(&self, keys: &[&str]) -> Vec<StoreResult<()>> {
+        both!(self, c => c.batch_get_session_start(keys))
+    }
+
+    pub fn batch_get_session_end(&self, keys: &[&str]) -> StoreResult<()> {
+        both!(self, c => c.batch_get_session_end(keys))
     }
 }
 

@@ -38,7 +38,12 @@ pub(super) struct Mounted {
 }
 
 pub(super) struct Inner {
-    pub engine: TransferEngine,
+    pub engine: Arc<TransferEngine>,
+    /// Shut the engine down on close: false for an engine shared by its creator
+    /// (`setup` with an engine, see `surface.rs`).
+    pub owns_engine: bool,
+    /// Put and get sessions (`session.rs`).
+    pub sessions: super::session::Sessions,
     pub master: MasterClient,
     /// The engine segment name, as replicas in this process are named.
     pub hostname: String,
@@ -94,6 +99,17 @@ impl RealClient {
                 config.protocol
             );
         }
+        RealClient::start(config, master, Arc::new(engine), true)
+    }
+
+    /// The rest of `setup` once the master is connected and the engine runs (`owns_engine`:
+    /// false when the caller shares its engine).
+    pub(super) fn start(
+        config: &StoreConfig,
+        master: MasterClient,
+        engine: Arc<TransferEngine>,
+        owns_engine: bool,
+    ) -> StoreResult<RealClient> {
         // A zero `local_buffer_size` makes a client without a buffer, as Mooncake's: zero-copy
         // calls work, `put`/`get` of bytes fail with INVALID_PARAMS.
         let staging = match config.local_buffer_size {
@@ -106,6 +122,8 @@ impl RealClient {
         let hostname = engine.server_name().to_string();
         let inner = Arc::new(Inner {
             engine,
+            owns_engine,
+            sessions: Default::default(),
             master,
             hostname,
             segments: Mutex::new(Vec::new()),
@@ -195,7 +213,11 @@ impl RealClient {
             let _ = self.inner.engine.unregister_memory(s.memory.addr());
         }
         self.inner.master.close();
-        self.inner.engine.shutdown();
+        if self.inner.owns_engine {
+            self.inner.engine.shutdown();
+        } else if let Some(staging) = &self.inner.staging {
+            let _ = self.inner.engine.unregister_memory(staging.addr());
+        }
         first_err.map_or(Ok(()), Err)
     }
 

@@ -19,6 +19,9 @@ pub mod size;
 mod staging;
 pub mod standalone;
 mod transfer;
+// Mooncake's surface beyond put/get: shared engines, batch removal, replica descriptors, sessions.
+pub mod session;
+pub mod surface;
 
 use std::time::Duration;
 

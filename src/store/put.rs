@@ -262,7 +262,7 @@ impl Inner {
         }
     }
 
-    fn finish_batch(&self, puts: Vec<(String, u64)>, revoke: bool) -> Vec<StoreResult<()>> {
+    pub(super) fn finish_batch(&self, puts: Vec<(String, u64)>, revoke: bool) -> Vec<StoreResult<()>> {
         if puts.is_empty() {
             return Vec::new();
         }

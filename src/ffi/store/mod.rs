@@ -7,10 +7,12 @@ pub mod args;
 pub mod extras;
 pub mod ops;
 pub mod store_c;
+pub mod surface;
 pub mod types;
 
 pub use extras::*;
 pub use store_c::*;
+pub use surface::*;
 pub use types::*;
 
 // ---- multi-buffer puts and gets ----

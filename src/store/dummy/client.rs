@@ -91,7 +91,11 @@ impl DummyClient {
     }
 
     /// One request (with `fd` attached) and its answer; errors come back as `Err`.
-    fn call(&self, request: &DummyRequest, fd: Option<std::os::fd::BorrowedFd<'_>>) -> StoreResult<DummyResponse> {
+    pub(super) fn call(
+        &self,
+        request: &DummyRequest,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> StoreResult<DummyResponse> {
         let mut conn = self.conn.lock();
         self.exchange(&mut conn, request, fd)
     }
@@ -362,7 +366,7 @@ fn rpc_error(e: &crate::proto::FrameError) -> StoreError {
     StoreError::new(ErrorCode::RpcFail, format!("the mooncake_client connection failed: {e}"))
 }
 
-fn unexpected(response: &DummyResponse) -> StoreError {
+pub(super) fn unexpected(response: &DummyResponse) -> StoreError {
     StoreError::new(ErrorCode::RpcFail, format!("unexpected answer from mooncake_client: {response:?}"))
 }
 
@@ -415,6 +419,7 @@ fn kind(request: &DummyRequest) -> &'static str {
         DummyRequest::Health => "Health",
         DummyRequest::PutMulti { .. } => "PutMulti",
         DummyRequest::GetMulti { .. } => "GetMulti",
+        DummyRequest::ReplicaDescs { .. } => "ReplicaDescs",
     }
 }
 

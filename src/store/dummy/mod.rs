@@ -7,6 +7,7 @@
 pub mod client;
 pub mod proto;
 pub mod server;
+mod surface;
 mod wire;
 
 pub use client::DummyClient;

@@ -82,6 +82,10 @@ pub enum DummyRequest {
     GetMulti {
         items: Vec<MultiRange>,
     },
+    /// The replicas of each key (`get_replica_desc`). Answer: `ReplicaDescs`.
+    ReplicaDescs {
+        keys: Vec<String>,
+    },
 }
 
 /// A key and its parts, `(addr, len)` in the dummy's memory.
@@ -103,4 +107,5 @@ pub enum DummyResponse {
     Size(u64),
     Count(i64),
     Health(i32),
+    ReplicaDescs(Vec<Outcome<Vec<crate::store::surface::ReplicaDesc>>>),
 }

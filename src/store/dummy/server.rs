@@ -167,6 +167,11 @@ impl Session {
                 refuse_parts(&mut out, refused);
                 Ok(DummyResponse::Sizes(out.into_iter().map(|r| r.map_err(|e| e.code)).collect()))
             }
+            DummyRequest::ReplicaDescs { keys } => {
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let out = store.batch_replica_desc(&keys);
+                Ok(DummyResponse::ReplicaDescs(out.into_iter().map(|r| r.map_err(|e| e.code)).collect()))
+            }
         };
         answer.unwrap_or_else(|e| DummyResponse::Error(e.code, e.message))
     }
