@@ -815,6 +815,59 @@ int mooncake_store_batch_get_session_start(mooncake_store_t store,
  */
 int mooncake_store_batch_get_session_end(mooncake_store_t store, const char **keys, size_t count);
 
+/**
+ * Writes parts of `count` objects reserved by `mooncake_store_batch_put_session_start`:
+ * key `i`'s parts are the next `part_counts[i]` entries of `buffers`, `sizes` and
+ * `offsets` (`sizes[j]` bytes at `buffers[j]` go to bytes `offsets[j]..` of the object, in
+ * every replica), all in one engine batch. The objects stay invisible until
+ * `mooncake_store_batch_put_session_finish`. Writes each key's bytes written (its parts'
+ * sizes summed) or negative code into `results_out[i]`: `INVALID_PARAMS` (-600) for a key
+ * without a put session, a range past the object's size or a part at NULL; `INVALID_REPLICA`
+ * (-702) for a key with no parts; `TRANSFER_FAIL` (-800) when a copy failed. Returns 0, or a
+ * negative code (nothing written to `results_out`) for wrong arguments. Parts need not be
+ * registered (as `mooncake_store_batch_put_from_multi_buffers`); they stay the caller's and
+ * must stay readable until the call returns. Thread-safe.
+ *
+ * # Safety
+ * `keys`, `part_counts` hold `count` entries (keys NUL-terminated); `buffers`, `sizes`,
+ * `offsets` hold as many entries as `part_counts` sums to, each buffer readable for its
+ * size; `results_out` writable for `count` int64_t.
+ */
+int mooncake_store_batch_put_from_multi_buffer_ranges(mooncake_store_t store,
+                                                      const char *const *keys,
+                                                      size_t count,
+                                                      const size_t *part_counts,
+                                                      void *const *buffers,
+                                                      const size_t *sizes,
+                                                      const size_t *offsets,
+                                                      int64_t *results_out);
+
+/**
+ * Reads parts of `count` objects through the replicas that
+ * `mooncake_store_batch_get_session_start` looked up (no request to the master): key `i`'s
+ * parts are the next `part_counts[i]` entries of `buffers`, `sizes` and `offsets`
+ * (`sizes[j]` bytes from offset `offsets[j]` of the object into `buffers[j]`), all in one
+ * engine batch. Writes each key's bytes read (its parts' sizes summed) or negative code into
+ * `results_out[i]`: `INVALID_PARAMS` (-600) for a key without a get session, a range past
+ * the object's size or a part at NULL; `LEASE_EXPIRED` (-707) when the session's read lease
+ * ran out (the session then ends); `TRANSFER_FAIL` (-800) when a copy failed. Returns 0, or
+ * a negative code (nothing written to `results_out`) for wrong arguments. Parts need not be
+ * registered. Thread-safe.
+ *
+ * # Safety
+ * `keys`, `part_counts` hold `count` entries (keys NUL-terminated); `buffers`, `sizes`,
+ * `offsets` hold as many entries as `part_counts` sums to, each buffer writable for its
+ * size; `results_out` writable for `count` int64_t.
+ */
+int mooncake_store_batch_get_into_multi_buffer_ranges(mooncake_store_t store,
+                                                      const char *const *keys,
+                                                      size_t count,
+                                                      const size_t *part_counts,
+                                                      void *const *buffers,
+                                                      const size_t *sizes,
+                                                      const size_t *offsets,
+                                                      int64_t *results_out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -113,6 +113,7 @@ fn expected() -> Vec<(&'static str, String)> {
             "src/ffi/store/multi.rs",
             "src/ffi/cli.rs",
             "src/ffi/store/surface.rs",
+            "src/ffi/store/ranges.rs",
         ],
         config(
             "MOONCAKE_H",

@@ -98,6 +98,10 @@ _PROTOTYPES = {
     "mooncake_store_batch_put_session_finish": (c_int, [c_void_p, _KEYS, c_size_t, c_int, POINTER(c_int)]),
     "mooncake_store_batch_get_session_start": (c_int, [c_void_p, _KEYS, c_size_t, POINTER(c_int)]),
     "mooncake_store_batch_get_session_end": (c_int, [c_void_p, _KEYS, c_size_t]),
+    "mooncake_store_batch_put_from_multi_buffer_ranges": (c_int, [c_void_p, _KEYS, c_size_t, _SIZES, _PTRS, _SIZES,
+                                                                  _SIZES, POINTER(c_int64)]),
+    "mooncake_store_batch_get_into_multi_buffer_ranges": (c_int, [c_void_p, _KEYS, c_size_t, _SIZES, _PTRS, _SIZES,
+                                                                  _SIZES, POINTER(c_int64)]),
 }
 
 

@@ -232,6 +232,9 @@ if out["setup_dummy"] == 0:
     out["put_unshared"] = d.batch_put_from_multi_buffers(["du"], [[ctypes.addressof(private)]], [[8]])
     out["get_unshared"] = d.batch_get_into_multi_buffers(["dm"], [[ctypes.addressof(private)]], [[10]])
     out["get_missing"] = d.batch_get_into_multi_buffers(["nokey"], [[g]], [[10]])
+    # No sessions on a dummy client, so the ranged calls have nothing to work on.
+    out["put_ranges"] = d.batch_put_from_multi_buffer_ranges(["dm"], [[a]], [[1]], [[0]])
+    out["get_ranges"] = d.batch_get_into_multi_buffer_ranges(["dm"], [[g]], [[1]], [[0]])
     d.close()
 print(json.dumps(out))
 """
@@ -255,7 +258,8 @@ def test_a_dummy_client_puts_and_gets_multi_buffers_through_mooncake_client():
             stop(client)
         stop(master)
     assert out == {"setup_dummy": 0, "put": [0], "get": [10], "bytes": "567.8901234.",
-                   "put_unshared": [-600], "get_unshared": [-600], "get_missing": [-704]}
+                   "put_unshared": [-600], "get_unshared": [-600], "get_missing": [-704],
+                   "put_ranges": [-600], "get_ranges": [-600]}
 
 
 if __name__ == "__main__":
