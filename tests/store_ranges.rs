@@ -221,3 +221,22 @@ fn the_c_entry_points_take_flat_ranges_and_check_every_pointer() {
     assert_eq!(&mem, b"abcdefgh");
     mooncake_store_destroy(store);
 }
+
+#[test]
+fn close_after_a_get_session_ended_does_not_wait_out_its_read_lease() {
+    // The master's default read lease is 10 s: ending the session tells the master the reads
+    // are done, so that this client's segment (which holds the object) unmounts at once.
+    let master = Master::start(&[]);
+    let client = master.client(16 * MIB);
+    let value = support::pattern(4096, 5);
+    client.put_from("closing", value.as_ptr() as u64, 4096, &one(), false).unwrap();
+    assert!(client.batch_get_session_start(&["closing"]).iter().all(Result::is_ok));
+    let mut out = vec![0u8; 8];
+    assert_eq!(get(&client, "closing", &[RangePart { addr: out.as_mut_ptr() as u64, len: 8, offset: 8 }]), Ok(8));
+    assert_eq!(out, value[8..16]);
+    client.batch_get_session_end(&["closing"]).unwrap();
+    let started = std::time::Instant::now();
+    client.close().unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "close took {took:?}");
+}
