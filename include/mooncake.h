@@ -671,8 +671,10 @@ int mooncake_store_alloc_from_mem_pool(mooncake_store_t store, uint64_t size, ui
  * then revoked) and returns 0; a negative code (nothing written to `results_out`) for wrong
  * arguments. An existing key is kept (0) unless `upsert`. `config` NULL: one replica.
  * `soft_pin_ttl_ms` as in `mooncake_store_put_ex`. The buffers stay the caller's and must
- * stay readable until the call returns. Parts in registered memory are read in place; a part
- * the store's transfer path cannot reach fails its key with `TRANSFER_FAIL`. Thread-safe.
+ * stay readable until the call returns. Parts need not be registered (as Mooncake's store):
+ * registered parts, and any part on the local, same-host and TCP routes, are read in place;
+ * on an RDMA route an unregistered part is copied through the client's local buffer
+ * (`INVALID_PARAMS` for its key when the client has none). Thread-safe.
  *
  * # Safety
  * `keys`, `part_counts` hold `count` entries (keys NUL-terminated); `buffers`, `sizes` hold
@@ -698,9 +700,11 @@ int mooncake_store_batch_put_from_multi_buffers(mooncake_store_t store,
  * such a key. Writes each key's byte count or negative code (`OBJECT_NOT_FOUND` for an
  * unknown or empty key) into `results_out[i]` and returns 0; a negative code (nothing written
  * to `results_out`) for wrong arguments. `prefer_alloc_in_same_node` is accepted and has no
- * effect (Mooncake's hint for its NUMA-aware allocation). Parts in registered memory are
- * written in place; a part the store's transfer path cannot reach fails its key with
- * `TRANSFER_FAIL`. Grants and ends a read lease per key. Thread-safe.
+ * effect (Mooncake's hint for its NUMA-aware allocation). Parts need not be registered (as
+ * Mooncake's store): registered parts, and any part on the local, same-host and TCP routes,
+ * are written in place; on an RDMA route an unregistered part is filled through the client's
+ * local buffer (`INVALID_PARAMS` for its key when the client has none). Grants and ends a
+ * read lease per key. Thread-safe.
  *
  * # Safety
  * `keys`, `part_counts` hold `count` entries (keys NUL-terminated); `buffers`, `sizes` hold
@@ -978,6 +982,59 @@ int mooncake_store_query_task(mooncake_store_t store,
                               mooncake_task_info_t *info_out,
                               char *message_out,
                               size_t message_len);
+
+/**
+ * Writes parts of `count` objects reserved by `mooncake_store_batch_put_session_start`:
+ * key `i`'s parts are the next `part_counts[i]` entries of `buffers`, `sizes` and
+ * `offsets` (`sizes[j]` bytes at `buffers[j]` go to bytes `offsets[j]..` of the object, in
+ * every replica), all in one engine batch. The objects stay invisible until
+ * `mooncake_store_batch_put_session_finish`. Writes each key's bytes written (its parts'
+ * sizes summed) or negative code into `results_out[i]`: `INVALID_PARAMS` (-600) for a key
+ * without a put session, a range past the object's size or a part at NULL; `INVALID_REPLICA`
+ * (-702) for a key with no parts; `TRANSFER_FAIL` (-800) when a copy failed. Returns 0, or a
+ * negative code (nothing written to `results_out`) for wrong arguments. Parts need not be
+ * registered (as `mooncake_store_batch_put_from_multi_buffers`); they stay the caller's and
+ * must stay readable until the call returns. Thread-safe.
+ *
+ * # Safety
+ * `keys`, `part_counts` hold `count` entries (keys NUL-terminated); `buffers`, `sizes`,
+ * `offsets` hold as many entries as `part_counts` sums to, each buffer readable for its
+ * size; `results_out` writable for `count` int64_t.
+ */
+int mooncake_store_batch_put_from_multi_buffer_ranges(mooncake_store_t store,
+                                                      const char *const *keys,
+                                                      size_t count,
+                                                      const size_t *part_counts,
+                                                      void *const *buffers,
+                                                      const size_t *sizes,
+                                                      const size_t *offsets,
+                                                      int64_t *results_out);
+
+/**
+ * Reads parts of `count` objects through the replicas that
+ * `mooncake_store_batch_get_session_start` looked up (no request to the master): key `i`'s
+ * parts are the next `part_counts[i]` entries of `buffers`, `sizes` and `offsets`
+ * (`sizes[j]` bytes from offset `offsets[j]` of the object into `buffers[j]`), all in one
+ * engine batch. Writes each key's bytes read (its parts' sizes summed) or negative code into
+ * `results_out[i]`: `INVALID_PARAMS` (-600) for a key without a get session, a range past
+ * the object's size or a part at NULL; `LEASE_EXPIRED` (-707) when the session's read lease
+ * ran out (the session then ends); `TRANSFER_FAIL` (-800) when a copy failed. Returns 0, or
+ * a negative code (nothing written to `results_out`) for wrong arguments. Parts need not be
+ * registered. Thread-safe.
+ *
+ * # Safety
+ * `keys`, `part_counts` hold `count` entries (keys NUL-terminated); `buffers`, `sizes`,
+ * `offsets` hold as many entries as `part_counts` sums to, each buffer writable for its
+ * size; `results_out` writable for `count` int64_t.
+ */
+int mooncake_store_batch_get_into_multi_buffer_ranges(mooncake_store_t store,
+                                                      const char *const *keys,
+                                                      size_t count,
+                                                      const size_t *part_counts,
+                                                      void *const *buffers,
+                                                      const size_t *sizes,
+                                                      const size_t *offsets,
+                                                      int64_t *results_out);
 
 #ifdef __cplusplus
 }  // extern "C"

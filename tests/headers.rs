@@ -114,6 +114,7 @@ fn expected() -> Vec<(&'static str, String)> {
             "src/ffi/cli.rs",
             "src/ffi/store/surface.rs",
             "src/ffi/store/tasks.rs",
+            "src/ffi/store/ranges.rs",
         ],
         config(
             "MOONCAKE_H",

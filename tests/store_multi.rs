@@ -1,7 +1,7 @@
 //! Multi-buffer puts and gets (`batch_put_from_multi_buffers`, `batch_get_into_multi_buffers`)
 //! against a real `mooncake_master`: values made of parts from 1 B to 16 MiB scattered over
-//! registered memory, written by one process and owned by another (and across two hosts in
-//! network namespaces), checked with checksums; bad input gets Mooncake's codes and leaves
+//! registered memory, and over unregistered heap and mmap memory, written by one process and
+//! owned by another (and across two hosts in network namespaces), checked with checksums; bad input gets Mooncake's codes and leaves
 //! the guard bytes around every part untouched.
 
 #[allow(dead_code)] // the engine roles of tests/netns.rs are not used here
@@ -39,7 +39,18 @@ fn replicas(n: u32) -> ReplicaConfig {
 /// every position; 1 B to 16 MiB.
 const SIZES: [u64; 8] = [1, 7, 4096, 65_537, MIB, 3 * MIB + 5, 16 * MIB, 13];
 
-/// Registered memory holding parts at scattered places, each between guard bytes.
+/// Where an arena's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Memory {
+    /// A heap buffer registered with the store (`register_buffer`).
+    Registered,
+    /// A plain heap buffer (`Vec`) the store never hears of.
+    Heap,
+    /// An anonymous `mmap` the store never hears of.
+    Mapped,
+}
+
+/// Memory holding parts at scattered places, each between guard bytes.
 struct Arena {
     buf: &'static mut [u8],
     /// `(offset, len)` of each part, in allocation order.
@@ -47,12 +58,40 @@ struct Arena {
 }
 
 impl Arena {
-    /// Room for `lens`, placed in the arena in the order `order` (a permutation), guards
-    /// around each.
+    /// Room for `lens` in registered memory, placed in the arena in the order `order` (a
+    /// permutation), guards around each.
     fn new(store: &Store, lens: &[u64], order: &[usize]) -> Arena {
+        Arena::of(Memory::Registered, store, lens, order)
+    }
+
+    /// [`Arena::new`] in `memory`: registered with `store` only for [`Memory::Registered`].
+    fn of(memory: Memory, store: &Store, lens: &[u64], order: &[usize]) -> Arena {
         let total: usize = lens.iter().map(|&l| l as usize + 2 * GUARD).sum::<usize>() + GUARD;
-        let buf: &'static mut [u8] = vec![GUARD_BYTE; total].leak();
-        store.register_buffer(buf.as_ptr() as u64, total as u64).expect("register");
+        let buf: &'static mut [u8] = match memory {
+            Memory::Registered | Memory::Heap => vec![GUARD_BYTE; total].leak(),
+            Memory::Mapped => {
+                // SAFETY: an anonymous private mapping of `total` bytes, checked for failure;
+                // it is never unmapped, so the `'static` slice over it stays valid.
+                let at = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        total,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                };
+                assert_ne!(at, libc::MAP_FAILED, "mmap of {total} bytes");
+                // SAFETY: `at` is the start of `total` readable, writable bytes owned by nobody else.
+                let buf = unsafe { std::slice::from_raw_parts_mut(at.cast::<u8>(), total) };
+                buf.fill(GUARD_BYTE);
+                buf
+            }
+        };
+        if memory == Memory::Registered {
+            store.register_buffer(buf.as_ptr() as u64, total as u64).expect("register");
+        }
         let mut slots = vec![(0, 0); lens.len()];
         let mut at = GUARD;
         for &i in order {
@@ -119,9 +158,22 @@ fn shuffled(n: usize) -> Vec<usize> {
 /// `reader` into differently scattered parts; checks checksums and guards. `Err` says what
 /// differed.
 fn scattered_round_trip(writer: &Store, reader: &Store, keys: usize, config: &ReplicaConfig) -> Result<(), String> {
+    scattered_round_trip_in(Memory::Registered, Memory::Registered, writer, reader, keys, config)
+}
+
+/// [`scattered_round_trip`] with the writer's parts in `src_memory` and the reader's in
+/// `dst_memory`.
+fn scattered_round_trip_in(
+    src_memory: Memory,
+    dst_memory: Memory,
+    writer: &Store,
+    reader: &Store,
+    keys: usize,
+    config: &ReplicaConfig,
+) -> Result<(), String> {
     let (names, owned, lens) = layout(keys);
     let order: Vec<usize> = shuffled(lens.len());
-    let mut src = Arena::new(writer, &lens, &order);
+    let mut src = Arena::of(src_memory, writer, &lens, &order);
     for i in 0..lens.len() {
         support::fill(src.bytes_mut(i), i as u64 + 11);
     }
@@ -134,7 +186,7 @@ fn scattered_round_trip(writer: &Store, reader: &Store, keys: usize, config: &Re
     // Reader side: the same part sizes, another scatter.
     let mut back_order = order.clone();
     back_order.reverse();
-    let mut dst = Arena::new(reader, &lens, &back_order);
+    let mut dst = Arena::of(dst_memory, reader, &lens, &back_order);
     dst.wipe_parts();
     let dst_parts: Vec<Vec<Part>> = owned.iter().map(|idx| idx.iter().map(|&i| dst.part(i)).collect()).collect();
     let items: Vec<KeyParts<'_>> = names.iter().zip(&dst_parts).map(|(k, p)| KeyParts { key: k, parts: p }).collect();
@@ -181,6 +233,40 @@ fn two_replicas_one_in_this_process_are_both_written_part_by_part() {
     let reader = master.client(0);
     scattered_round_trip(&client, &reader, 2, &replicas(2)).unwrap();
     // Both replicas hold the value: read each by removing the other owner from the picture.
+    let (names, _, _) = layout(2);
+    let whole = reader.get(&names[1]).unwrap();
+    drop(client); // closes: its segment (one replica) goes
+    let again = reader.get(&names[1]);
+    assert_eq!(again.map(|v| checksum(&v)), Ok(checksum(&whole)), "the other replica differs");
+    owner.stop();
+}
+
+#[test]
+fn unregistered_parts_of_1_byte_to_16_mib_round_trip_between_processes() {
+    // As Mooncake's store takes them: parts in a plain `Vec` and in an anonymous mmap that
+    // nobody registered, read and written by this process, every replica in the owner's.
+    let master = Master::start(&[]);
+    let owner = Owner::start(&master, 512 * MIB);
+    let client = master.client(0);
+    scattered_round_trip_in(Memory::Heap, Memory::Mapped, &client, &client, 3, &replicas(1)).unwrap();
+    // Registered on one side only, both ways.
+    let (writer, reader) = (master.client(0), master.client(0));
+    writer.remove_all(true).unwrap();
+    scattered_round_trip_in(Memory::Mapped, Memory::Registered, &writer, &reader, 1, &replicas(1)).unwrap();
+    writer.remove_all(true).unwrap();
+    scattered_round_trip_in(Memory::Registered, Memory::Heap, &writer, &reader, 1, &replicas(1)).unwrap();
+    owner.stop();
+}
+
+#[test]
+fn unregistered_parts_reach_a_replica_in_this_process_and_one_in_another() {
+    // Two replicas: one in this process's segment (a local copy), one in the owner's (the
+    // network route); the reader has no segment and reads into unregistered memory too.
+    let master = Master::start(&[]);
+    let owner = Owner::start(&master, 256 * MIB);
+    let client = master.client(128 * MIB);
+    let reader = master.client(0);
+    scattered_round_trip_in(Memory::Heap, Memory::Heap, &client, &reader, 2, &replicas(2)).unwrap();
     let (names, _, _) = layout(2);
     let whole = reader.get(&names[1]).unwrap();
     drop(client); // closes: its segment (one replica) goes

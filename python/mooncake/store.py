@@ -921,8 +921,9 @@ class MooncakeDistributedStore:
                                      all_sizes: List[List[int]],
                                      config: Optional[ReplicateConfig] = None) -> List[int]:
         """Puts each key's value from scattered buffers: key i is the concatenation of
-        ``all_sizes[i][j]`` bytes at ``all_buffer_ptrs[i][j]``, in order. One code per key;
-        every key gets INVALID_PARAMS when the lists' lengths disagree (as Mooncake's)."""
+        ``all_sizes[i][j]`` bytes at ``all_buffer_ptrs[i][j]``, in order. The buffers may be
+        registered (``register_buffer``) or not, as with Mooncake's. One code per key; every
+        key gets INVALID_PARAMS when the lists' lengths disagree (as Mooncake's)."""
         flat = _flat_parts("batch_put_from_multi_buffers", keys, all_buffer_ptrs, all_sizes, whole=True)
         if isinstance(flat, list):
             return flat
@@ -940,7 +941,8 @@ class MooncakeDistributedStore:
                                      prefer_alloc_in_same_node: bool = False) -> List[int]:
         """Reads each key's value into scattered buffers (key i fills ``all_sizes[i][j]``
         bytes at ``all_buffer_ptrs[i][j]`` in order; the sizes must add up to the value's).
-        Bytes read or a negative code per key."""
+        The buffers may be registered or not, as with Mooncake's. Bytes read or a negative
+        code per key."""
         flat = _flat_parts("batch_get_into_multi_buffers", keys, all_buffer_ptrs, all_sizes, whole=False)
         if isinstance(flat, list):
             return flat
@@ -951,6 +953,63 @@ class MooncakeDistributedStore:
         if rc != 0:
             return [_failed("batch_get_into_multi_buffers", rc)] * n
         return list(results[:n])
+
+    def batch_put_from_multi_buffer_ranges(self, keys: List[str], all_buffer_ptrs: List[List[int]],
+                                           all_sizes: List[List[int]],
+                                           all_dst_offsets: List[List[int]]) -> List[int]:
+        """Writes parts of objects reserved by ``batch_put_session_start``: ``all_sizes[i][j]``
+        bytes at ``all_buffer_ptrs[i][j]`` go to offset ``all_dst_offsets[i][j]`` of key i's
+        object (every replica); the object appears at ``batch_put_session_end``. Bytes written
+        or a negative code per key (INVALID_PARAMS without a session, past the object's end,
+        or when key i's three lists disagree; every key when the outer lengths disagree)."""
+        return self._ranges("batch_put_from_multi_buffer_ranges", keys, all_buffer_ptrs, all_sizes,
+                            all_dst_offsets)
+
+    def batch_get_into_multi_buffer_ranges(self, keys: List[str], all_buffer_ptrs: List[List[int]],
+                                           all_sizes: List[List[int]],
+                                           all_src_offsets: List[List[int]]) -> List[int]:
+        """Reads ``all_sizes[i][j]`` bytes from offset ``all_src_offsets[i][j]`` of key i's
+        object into ``all_buffer_ptrs[i][j]``, through the replicas ``batch_get_session_start``
+        found. Bytes read or a negative code per key (INVALID_PARAMS without a session or past
+        the object's end, LEASE_EXPIRED when the session's lease ran out)."""
+        return self._ranges("batch_get_into_multi_buffer_ranges", keys, all_buffer_ptrs, all_sizes,
+                            all_src_offsets)
+
+    def _ranges(self, what: str, keys: Sequence[str], all_buffer_ptrs: Sequence[Sequence[int]],
+                all_sizes: Sequence[Sequence[int]], all_offsets: Sequence[Sequence[int]]) -> List[int]:
+        karr, n = _keys(keys)
+        if len(all_buffer_ptrs) != n or len(all_sizes) != n or len(all_offsets) != n:
+            log.error("%s: %d keys, %d buffer lists, %d size lists, %d offset lists", what, n,
+                      len(all_buffer_ptrs), len(all_sizes), len(all_offsets))
+            return [INVALID_PARAMS] * n
+        counts: List[int] = []
+        addrs: List[int] = []
+        lens: List[int] = []
+        offs: List[int] = []
+        bad: List[int] = []
+        for i in range(n):
+            ptrs = _uints(all_buffer_ptrs[i], "all_buffer_ptrs[i]")
+            sizes, offsets = _uints(all_sizes[i], "all_sizes[i]"), _uints(all_offsets[i], "offsets[i]")
+            if not len(ptrs) == len(sizes) == len(offsets):
+                log.error("%s: key %d has %d buffers, %d sizes and %d offsets", what, i, len(ptrs), len(sizes),
+                          len(offsets))
+                bad.append(i)
+                ptrs, sizes, offsets = [], [], []
+            counts.append(len(ptrs))
+            addrs.extend(ptrs)
+            lens.extend(sizes)
+            offs.extend(offsets)
+        m = max(1, len(addrs))
+        results = (c_int64 * max(1, n))()
+        rc = getattr(LIB, "mooncake_store_" + what)(
+            self._handle, karr, n, (c_size_t * max(1, n))(*counts), (c_void_p * m)(*addrs), (c_size_t * m)(*lens),
+            (c_size_t * m)(*offs), results)
+        if rc != 0:
+            return [_failed(what, rc)] * n
+        out = list(results[:n])
+        for i in bad:
+            out[i] = INVALID_PARAMS
+        return out
 
 
     # ---- extra segments, copy and move tasks ----

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::KeyParts;
+use super::KeyRanges;
 use super::client::RealClient;
 use super::dummy::DummyClient;
 use super::surface::ReplicaDesc;
@@ -220,6 +221,30 @@ impl Store {
     pub fn batch_get_session_end(&self, keys: &[&str]) -> StoreResult<()> {
         both!(self, c => c.batch_get_session_end(keys))
     }
+
+    /// Writes each key's ranged parts into the object its put session reserved (`ranges.rs`):
+    /// bytes written per key, or its error. A dummy client has no sessions: `INVALID_PARAMS`.
+    pub fn batch_put_from_multi_buffer_ranges(&self, items: &[KeyRanges<'_>]) -> Vec<StoreResult<u64>> {
+        match &self.kind {
+            Kind::Real(c) => c.batch_put_from_multi_buffer_ranges(items),
+            Kind::Dummy(_) => no_ranges(items.len()),
+        }
+    }
+
+    /// Reads each key's ranged parts through the replicas its get session found: bytes read
+    /// per key, or its error. A dummy client has no sessions: `INVALID_PARAMS`.
+    pub fn batch_get_into_multi_buffer_ranges(&self, items: &[KeyRanges<'_>]) -> Vec<StoreResult<u64>> {
+        match &self.kind {
+            Kind::Real(c) => c.batch_get_into_multi_buffer_ranges(items),
+            Kind::Dummy(_) => no_ranges(items.len()),
+        }
+    }
+}
+
+/// The ranged calls on a dummy client, which has no sessions (as Mooncake's).
+fn no_ranges(n: usize) -> Vec<StoreResult<u64>> {
+    tracing::error!("a dummy client has no sessions: the ranged multi-buffer calls need one");
+    (0..n).map(|_| Err(StoreError::invalid("a dummy client has no sessions"))).collect()
 }
 
 /// Extra segments, copy and move tasks (`segments.rs`, `tasks.rs`). Segment calls need a real

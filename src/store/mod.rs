@@ -92,3 +92,5 @@ pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 // ---- multi-buffer puts and gets (`multi.rs`) ----
 mod multi;
 pub use multi::{KeyParts, Part};
+mod ranges;
+pub use ranges::{KeyRanges, RangePart};

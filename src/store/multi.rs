@@ -3,7 +3,9 @@
 //! scattered in the caller's memory (vLLM's store connector passes one part per layer). The
 //! parts move straight between the caller's buffers and the replicas, all parts of all keys
 //! and replicas in one engine batch per call: part `j` of a key goes to (comes from) offset
-//! `len(part 0) + … + len(part j-1)` of every replica (of the replica read).
+//! `len(part 0) + … + len(part j-1)` of every replica (of the replica read). Parts need not
+//! be registered: [`transfer::run_with`] stages through the local buffer only the unregistered
+//! parts that an RDMA route needs registered.
 //!
 //! Codes, as Mooncake's client answers them: a key without parts, an empty key on a put, a
 //! value of 0 bytes, a part at address 0 → `INVALID_PARAMS`; on a get, parts that hold less

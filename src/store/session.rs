@@ -189,13 +189,15 @@ impl RealClient {
             .collect()
     }
 
-    /// Drops the get sessions of `keys` (their leases run out on their own).
+    /// Drops the get sessions of `keys` and tells the master their reads are done (so that
+    /// no removal or unmount, this client's `close` included, waits out their read leases).
     pub fn batch_get_session_end(&self, keys: &[&str]) -> StoreResult<()> {
         let inner = self.inner.live()?;
-        let mut gets = inner.sessions.gets.lock();
-        for key in keys {
-            gets.remove(*key);
-        }
+        let ended: Vec<(String, GetSession)> = {
+            let mut gets = inner.sessions.gets.lock();
+            keys.iter().filter_map(|key| gets.remove(*key).map(|s| (key.to_string(), s))).collect()
+        };
+        inner.master.reads_finished(ended.into_iter().map(|(key, s)| (key, s.info.read_id)));
         Ok(())
     }
 }

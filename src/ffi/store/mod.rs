@@ -20,3 +20,5 @@ pub use types::*;
 // ---- multi-buffer puts and gets ----
 pub mod multi;
 pub use multi::*;
+pub mod ranges;
+pub use ranges::*;

@@ -51,8 +51,10 @@ unsafe fn flat_parts(
 /// then revoked) and returns 0; a negative code (nothing written to `results_out`) for wrong
 /// arguments. An existing key is kept (0) unless `upsert`. `config` NULL: one replica.
 /// `soft_pin_ttl_ms` as in `mooncake_store_put_ex`. The buffers stay the caller's and must
-/// stay readable until the call returns. Parts in registered memory are read in place; a part
-/// the store's transfer path cannot reach fails its key with `TRANSFER_FAIL`. Thread-safe.
+/// stay readable until the call returns. Parts need not be registered (as Mooncake's store):
+/// registered parts, and any part on the local, same-host and TCP routes, are read in place;
+/// on an RDMA route an unregistered part is copied through the client's local buffer
+/// (`INVALID_PARAMS` for its key when the client has none). Thread-safe.
 ///
 /// # Safety
 /// `keys`, `part_counts` hold `count` entries (keys NUL-terminated); `buffers`, `sizes` hold
@@ -103,9 +105,11 @@ pub unsafe extern "C" fn mooncake_store_batch_put_from_multi_buffers(
 /// such a key. Writes each key's byte count or negative code (`OBJECT_NOT_FOUND` for an
 /// unknown or empty key) into `results_out[i]` and returns 0; a negative code (nothing written
 /// to `results_out`) for wrong arguments. `prefer_alloc_in_same_node` is accepted and has no
-/// effect (Mooncake's hint for its NUMA-aware allocation). Parts in registered memory are
-/// written in place; a part the store's transfer path cannot reach fails its key with
-/// `TRANSFER_FAIL`. Grants and ends a read lease per key. Thread-safe.
+/// effect (Mooncake's hint for its NUMA-aware allocation). Parts need not be registered (as
+/// Mooncake's store): registered parts, and any part on the local, same-host and TCP routes,
+/// are written in place; on an RDMA route an unregistered part is filled through the client's
+/// local buffer (`INVALID_PARAMS` for its key when the client has none). Grants and ends a
+/// read lease per key. Thread-safe.
 ///
 /// # Safety
 /// `keys`, `part_counts` hold `count` entries (keys NUL-terminated); `buffers`, `sizes` hold
