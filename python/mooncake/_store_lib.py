@@ -124,6 +124,7 @@ _PROTOTYPES = {
     "mooncake_store_create_copy_task": (c_int, [c_void_p, c_char_p, _KEYS, c_size_t, POINTER(TaskIdC)]),
     "mooncake_store_create_move_task": (c_int, [c_void_p, c_char_p, c_char_p, c_char_p, POINTER(TaskIdC)]),
     "mooncake_store_query_task": (c_int, [c_void_p, POINTER(TaskIdC), POINTER(TaskInfoC), c_char_p, c_size_t]),
+    "mooncake_store_batch_replica_clear": (c_int, [c_void_p, _KEYS, c_size_t, c_char_p, POINTER(c_int)]),
 }
 
 
