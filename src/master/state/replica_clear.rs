@@ -78,3 +78,32 @@ impl MasterState {
         cleared
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::super::{MasterState, Policy};
+    use crate::proto::{ClientId, ReplicaConfig};
+
+    const A: ClientId = 0xa;
+
+    #[test]
+    fn a_replica_operation_in_progress_keeps_the_key() {
+        let t0 = Instant::now();
+        let mut st = MasterState::new(Policy::default());
+        st.mount_segment(A, 1, "a:1", 0x10_0000, 1 << 20, t0).unwrap();
+        let cfg = ReplicaConfig { replica_num: 1, ..Default::default() };
+        let slot = st.put_start(A, "k", 1000, &cfg, false, t0).unwrap();
+        st.put_end(A, "k", slot.put_id, t0).unwrap();
+        st.mount_segment(A, 2, "b:1", 0x90_0000, 1 << 20, t0).unwrap();
+        let source = "a:1";
+        let op = st.replica_op_start(A, "k", source, &["b:1".to_string()], false, t0).unwrap();
+        let later = t0 + Duration::from_secs(11); // the operation's read lease has run out
+        assert!(st.replica_clear(A, &["k".to_string()], "", later).is_empty());
+        assert!(st.replica_clear(A, &["k".to_string()], source, later).is_empty());
+        st.replica_op_end(A, "k", op.op, true, later).unwrap();
+        assert_eq!(st.replica_clear(A, &["k".to_string()], "", later), ["k"]);
+        assert!(st.keys.is_empty());
+    }
+}
