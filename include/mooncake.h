@@ -868,6 +868,25 @@ int mooncake_store_batch_get_session_start(mooncake_store_t store,
 int mooncake_store_batch_get_session_end(mooncake_store_t store, const char **keys, size_t count);
 
 /**
+ * Drops the replicas of `count` keys that this client wrote, on the segment named
+ * `segment_name` (a client's `get_hostname()`; NULL or `""`: every replica, the whole object),
+ * where no read lease holds the object (Mooncake's `batch_replica_clear`; other keys are
+ * skipped: empty, unknown, another client's, leased, being written or copied, or without a
+ * replica on that segment). Writes `cleared_out[i]` = 1 for each key cleared, 0 otherwise, and
+ * returns how many were cleared, or a negative code (nothing written). A dummy client clears
+ * nothing, as Mooncake's. The caller keeps ownership of every argument. Thread-safe.
+ *
+ * # Safety
+ * `keys` must hold `count` NUL-terminated strings; `segment_name` NULL or NUL-terminated;
+ * `cleared_out` writable for `count` ints.
+ */
+int mooncake_store_batch_replica_clear(mooncake_store_t store,
+                                       const char **keys,
+                                       size_t count,
+                                       const char *segment_name,
+                                       int *cleared_out);
+
+/**
  * Maps `size` bytes of the file at `path` from `offset` (page-aligned; the range inside the
  * file) shared, registers them (`location`, NULL or "" for "*") and mounts them as a segment
  * of this client (Mooncake's `mount_segment`; `protocol` NULL means "tcp"). Writes the new

@@ -128,6 +128,7 @@ _PROTOTYPES = {
                                                                   _SIZES, POINTER(c_int64)]),
     "mooncake_store_batch_get_into_multi_buffer_ranges": (c_int, [c_void_p, _KEYS, c_size_t, _SIZES, _PTRS, _SIZES,
                                                                   _SIZES, POINTER(c_int64)]),
+    "mooncake_store_batch_replica_clear": (c_int, [c_void_p, _KEYS, c_size_t, c_char_p, POINTER(c_int)]),
 }
 
 

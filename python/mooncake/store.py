@@ -1086,6 +1086,21 @@ class MooncakeDistributedStore:
             return (None, rc)
         return (QueryTaskResponse._of(info, message.value.decode(errors="replace")), 0)
 
+    def batch_replica_clear(self, keys: List[str], segment_name: str = "") -> List[str]:
+        """Drops this client's replicas of ``keys`` on ``segment_name`` (``""``: the whole
+        objects) where no read lease holds them; the keys cleared, in order (``[]`` on failure,
+        as Mooncake's)."""
+        karr, n = _keys(keys)
+        seg = _key(segment_name, "segment_name")
+        if n == 0:
+            return []
+        cleared = (c_int * n)()
+        rc = LIB.mooncake_store_batch_replica_clear(self._handle, karr, n, seg, cleared)
+        if rc < 0:
+            log.error("batch_replica_clear failed: %d", rc)
+            return []
+        return [k for k, c in zip(keys, cleared) if c]
+
 
 
 def _flat_parts(what: str, keys: Sequence[str], all_buffer_ptrs: Sequence[Sequence[int]],

@@ -28,7 +28,7 @@ pub use code::ErrorCode;
 pub use frame::{Envelope, FrameError, decode, encode, frame_len, read_frame, write_frame};
 
 /// Bumped whenever a message changes shape; the master refuses other versions in `Hello`.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side reads (a batch of many keys fits easily; a value never
 /// travels through the master).
@@ -160,10 +160,15 @@ pub enum Request {
     ReplicaMoveStart { client: ClientId, key: String, source: String, target: String },
     /// The bytes of replica operation `op` are written (`revoke`: the copy failed). Answer: `Done`.
     ReplicaOpEnd { client: ClientId, key: String, op: u64, revoke: bool },
+    /// Drops the replicas of each of `keys` on segment name `segment_name` (`""`: every
+    /// replica, the whole object) where `client` wrote the object, no read lease holds it and
+    /// no replica operation is in progress (Mooncake's `BatchReplicaClear`); other keys are
+    /// skipped. Answer: `Keys`, those cleared.
+    ReplicaClear { client: ClientId, keys: Vec<String>, segment_name: String },
 }
 
 /// Request kinds by name, in [`Request::kind_index`] order (messages, metrics).
-pub const REQUEST_KINDS: [&str; 26] = [
+pub const REQUEST_KINDS: [&str; 27] = [
     "Hello",
     "Ping",
     "MountSegment",
@@ -190,6 +195,7 @@ pub const REQUEST_KINDS: [&str; 26] = [
     "ReplicaCopyStart",
     "ReplicaMoveStart",
     "ReplicaOpEnd",
+    "ReplicaClear",
 ];
 
 impl Request {
@@ -222,6 +228,7 @@ impl Request {
             Request::ReplicaCopyStart { .. } => 23,
             Request::ReplicaMoveStart { .. } => 24,
             Request::ReplicaOpEnd { .. } => 25,
+            Request::ReplicaClear { .. } => 26,
         }
     }
 
@@ -266,6 +273,8 @@ pub enum Response {
     TaskInfo(TaskInfo),
     Tasks(Vec<TaskAssignment>),
     ReplicaOp(ReplicaOp),
+    /// Keys (`ReplicaClear`: those cleared).
+    Keys(Vec<String>),
 }
 
 /// A copy or move task, chosen at random by the master (Mooncake's task UUID).

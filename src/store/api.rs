@@ -301,6 +301,12 @@ impl Store {
         both!(self, c => c.query_task(task))
     }
 
+    /// Drops this client's unleased replicas of `keys` on `segment_name` (`""`: the whole
+    /// objects); the keys cleared.
+    pub fn batch_replica_clear(&self, keys: &[&str], segment_name: &str) -> StoreResult<Vec<String>> {
+        both!(self, c => c.batch_replica_clear(keys, segment_name))
+    }
+
     fn real_only(&self, what: &str) -> StoreResult<&RealClient> {
         match &self.kind {
             Kind::Real(r) => Ok(r),

@@ -36,6 +36,22 @@ impl RealClient {
         RealClient::start(config, master, engine, false)
     }
 
+    /// Drops the replicas of `keys` this client wrote on segment `segment_name` (`""`: the
+    /// whole objects) that no read lease holds; the keys cleared (Mooncake's
+    /// `batch_replica_clear`, which answers an empty list when the request fails).
+    pub fn batch_replica_clear(&self, keys: &[&str], segment_name: &str) -> StoreResult<Vec<String>> {
+        let inner = self.inner.live()?;
+        let request = crate::proto::Request::ReplicaClear {
+            client: inner.master.client_id(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            segment_name: segment_name.to_string(),
+        };
+        match inner.master.call(&request)? {
+            crate::proto::Response::Keys(keys) => Ok(keys),
+            other => Err(super::client::unexpected("ReplicaClear", &other)),
+        }
+    }
+
     /// Removes each key as `remove` does; one outcome per key.
     pub fn batch_remove(&self, keys: &[&str], force: bool) -> Vec<StoreResult<()>> {
         keys.iter().map(|k| self.remove(k, force)).collect()

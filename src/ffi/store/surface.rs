@@ -326,3 +326,38 @@ pub unsafe extern "C" fn mooncake_store_batch_get_session_end(
         client.batch_get_session_end(&keys)
     })
 }
+
+/// Drops the replicas of `count` keys that this client wrote, on the segment named
+/// `segment_name` (a client's `get_hostname()`; NULL or `""`: every replica, the whole object),
+/// where no read lease holds the object (Mooncake's `batch_replica_clear`; other keys are
+/// skipped: empty, unknown, another client's, leased, being written or copied, or without a
+/// replica on that segment). Writes `cleared_out[i]` = 1 for each key cleared, 0 otherwise, and
+/// returns how many were cleared, or a negative code (nothing written). A dummy client clears
+/// nothing, as Mooncake's. The caller keeps ownership of every argument. Thread-safe.
+///
+/// # Safety
+/// `keys` must hold `count` NUL-terminated strings; `segment_name` NULL or NUL-terminated;
+/// `cleared_out` writable for `count` ints.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mooncake_store_batch_replica_clear(
+    store: mooncake_store_t,
+    keys: *mut *const c_char,
+    count: usize,
+    segment_name: *const c_char,
+    cleared_out: *mut c_int,
+) -> c_int {
+    ffi_fn!(StoreCodes, {
+        let client = store_ref(store)?;
+        results_arg(cleared_out, count)?;
+        // SAFETY: forwarded caller guarantees.
+        let (keys, segment) = unsafe { (keys_arg(keys, count)?, str_or(segment_name, "segment_name", "")?) };
+        let cleared = client.batch_replica_clear(&keys, segment)?;
+        // The master answers the cleared keys in the order asked: match them position by position.
+        let mut rest = cleared.iter().peekable();
+        let flags: Vec<c_int> =
+            keys.iter().map(|k| c_int::from(rest.next_if(|c| c.as_str() == *k).is_some())).collect();
+        // SAFETY: `cleared_out` is writable for `count` entries (caller guarantee).
+        unsafe { write_results(cleared_out, &flags) };
+        Ok(flags.iter().filter(|&&f| f == 1).count() as c_int)
+    })
+}

@@ -81,6 +81,9 @@ impl MasterState {
             Request::ReplicaOpEnd { client, key, op, revoke } => {
                 done(self.replica_op_end(client, &key, op, revoke, now))
             }
+            Request::ReplicaClear { client, keys, segment_name } => {
+                Response::Keys(self.replica_clear(client, &keys, &segment_name, now))
+            }
         }
     }
 }

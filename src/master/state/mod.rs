@@ -65,6 +65,7 @@ mod dispatch;
 mod eviction;
 mod objects;
 mod puts;
+mod replica_clear;
 mod segments;
 mod tasks;
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub struct Object {
     pub readers: u32,
     /// Evicted only after every unpinned object, until this instant; `None`: not soft-pinned.
     pub soft_pin_until: Option<Instant>,
+    /// The client whose put wrote this version (`ReplicaClear` clears only its own objects).
+    pub owner: ClientId,
 }
 
 impl Object {

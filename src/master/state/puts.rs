@@ -139,6 +139,7 @@ impl MasterState {
             version: put_id,
             readers: 0,
             soft_pin_until: put.soft_pin_ttl.map(|ttl| now + ttl),
+            owner: client,
         };
         let entry = self.keys.entry(put.key).or_default();
         if let Some(old) = entry.visible.replace(object) {

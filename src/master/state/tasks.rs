@@ -85,6 +85,11 @@ fn epoch_ms() -> u64 {
 }
 
 impl TaskTable {
+    /// Whether a replica operation on `key` is in progress (`ReplicaClear` leaves such a key).
+    pub(super) fn has_op(&self, key: &str) -> bool {
+        self.ops.values().any(|o| o.key == key)
+    }
+
     fn unfinished(&self) -> usize {
         self.tasks.values().filter(|t| matches!(t.info.state, TaskState::Pending | TaskState::Processing)).count()
     }

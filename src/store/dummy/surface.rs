@@ -36,6 +36,11 @@ impl DummyClient {
         }
     }
 
+    /// Mooncake's dummy client clears nothing and answers an empty list.
+    pub fn batch_replica_clear(&self, _keys: &[&str], _segment_name: &str) -> StoreResult<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     pub fn batch_put_session_start(
         &self,
         keys: &[&str],
