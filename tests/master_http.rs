@@ -1,7 +1,7 @@
 //! The master's read-only HTTP API on its metrics port, against a real `mooncake_master` with
 //! keys put by a real store client, through a plain HTTP/1.1 client over `TcpStream`. The
 //! expected paths, codes, content types and body shapes are those of Mooncake 0.3.13's
-//! `mooncake_master` (probed with curl; `docs/compat/i17-master.md` lists them), and
+//! `mooncake_master` (probed with curl; `docs/STORE-COMPAT.md` lists them), and
 //! `answers_match_the_wheels_master` asks the wheel's master the same questions side by side
 //! where the wheel's venv is installed.
 
@@ -293,7 +293,7 @@ s.close()
 "#;
 
 /// A JSON value with its scalars replaced by their kind, and the fields our master leaves out
-/// (`protocol_`, `protocol`, see `docs/compat/i17-master.md`) dropped.
+/// (`protocol_`, `protocol`, see `docs/STORE-COMPAT.md`) dropped.
 fn shape(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
