@@ -95,7 +95,7 @@ impl RealClient {
         if offset > file_len || size > file_len - offset {
             return Err(failed(format!("bytes {offset}+{size} exceed the {file_len} bytes of {path:?}")));
         }
-        let page = page_size();
+        let page = crate::topology::pages::page_size();
         if !offset.is_multiple_of(page) {
             return Err(failed(format!("offset {offset} is not page-aligned ({page})")));
         }
@@ -198,12 +198,6 @@ impl RealClient {
         }
         first_error
     }
-}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf reads a constant of the system; no memory is involved.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { p as u64 } else { 4096 }
 }
 
 /// Unmounts `id` with the master now; its memory goes once no reader holds a lease on it.
