@@ -568,7 +568,15 @@ static pid_t spawn_self(const char *self, char *const argv[], int in_fd, int out
             (out_fd >= 0 && dup2(out_fd, STDOUT_FILENO) < 0))
             _exit(127);
         signal(SIGPIPE, SIG_DFL); /* the parent ignores it; an ignored signal survives exec */
-        execv("/proc/self/exe", argv);
+        /* The file /proc/self/exe names, not the link: under a tool that runs the program
+         * (valgrind --trace-children=yes) readlink answers the program's path, while an exec
+         * of the link itself would start the tool's own binary. */
+        char exe[4096];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) {
+            exe[n] = '\0';
+            execv(exe, argv);
+        }
         execv(self, argv);
         fprintf(stderr, "exec %s failed: %s\n", self, strerror(errno));
         _exit(127);

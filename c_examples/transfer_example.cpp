@@ -592,7 +592,15 @@ public:
                 (stdout_fd >= 0 && ::dup2(stdout_fd, STDOUT_FILENO) < 0))
                 ::_exit(127);
             ::signal(SIGPIPE, SIG_DFL);  // the parent ignores it; an ignored signal survives exec
-            ::execv("/proc/self/exe", argv.data());
+            // The file /proc/self/exe names, not the link: under a tool that runs the program
+            // (valgrind --trace-children=yes) readlink answers the program's path, while an
+            // exec of the link itself would start the tool's own binary.
+            char exe[4096];
+            ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+            if (n > 0) {
+                exe[n] = '\0';
+                ::execv(exe, argv.data());
+            }
             ::execv(self.c_str(), argv.data());
             ::_exit(127);
         }
