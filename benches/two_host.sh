@@ -19,7 +19,7 @@
 # Knobs (environment variables):
 #   RUNS=3               runs (each run measures every point once; the order of ours and
 #                        Mooncake's flips from run to run)
-#   DURATION=3           seconds per measurement (whole seconds)
+#   DURATION=5           seconds per measurement (whole seconds)
 #   SIZES="1048576 16777216"   block sizes in bytes
 #   OPS="write read"     operations
 #   LANES                iperf3 streams = our MC_TCP_LANES_PER_PEER (default: ours, src/config.rs)
@@ -32,11 +32,11 @@
 #   NO_BUILD=1           uses target/release/mooncake-bench as it is (else cargo builds it)
 #   OUT=dir              logs and results.tsv (default: a new /tmp/mooncake-two-host.XXXXXX)
 #
-# Example: RUNS=5 benches/two_host.sh > /tmp/two_host.md      (about 1 min per run)
+# Example: RUNS=5 benches/two_host.sh > /tmp/two_host.md      (about 75 s per run)
 set -euo pipefail
 
 RUNS=${RUNS:-3}
-DURATION=${DURATION:-3}
+DURATION=${DURATION:-5}
 SIZES=${SIZES:-"1048576 16777216"}
 OPS=${OPS:-"write read"}
 BUF_MIB=${BUF_MIB:-256}
