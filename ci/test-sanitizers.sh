@@ -88,11 +88,12 @@ step() {
     return $rc
 }
 
-# free_port: a loopback TCP port nobody listens on (bounded tries).
+# free_port: a loopback TCP port nobody listens on (bounded tries), below the kernel's
+# ephemeral range (32768-60999 by default), where outgoing connections take their local ports.
 free_port() {
     local p i
     for ((i = 0; i < 100; i++)); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((20000 + RANDOM % 12000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return 0
@@ -102,23 +103,35 @@ free_port() {
 }
 
 # with_master LOG COMMAND...: starts target/release's mooncake_master on free loopback ports,
-# runs COMMAND with the two addresses appended, stops the master by its PID.
+# runs COMMAND with the two addresses appended, stops the master by its PID. A master that
+# exits at start (a port taken between the check and its bind) is started again on other ports,
+# up to 5 times.
 with_master() {
-    local mlog=$1 master=$release_dir/mooncake_master rpc http metrics pid rc i
+    local mlog=$1 master=$release_dir/mooncake_master rpc http metrics pid rc i try up=0
     shift
-    rpc=$(free_port) && http=$(free_port) && metrics=$(free_port) || return 1
-    "$master" --rpc_address=127.0.0.1 --rpc_port="$rpc" --metrics_host=127.0.0.1 \
-        --metrics_port="$metrics" --enable_http_metadata_server=true \
-        --http_metadata_server_host=127.0.0.1 --http_metadata_server_port="$http" >"$mlog" 2>&1 &
-    pid=$!
-    for ((i = 0; i < 200; i++)); do # up to 20 s for both ports
-        if (exec 3<>"/dev/tcp/127.0.0.1/$rpc") 2>/dev/null &&
-            (exec 3<>"/dev/tcp/127.0.0.1/$http") 2>/dev/null; then
-            break
+    for ((try = 1; try <= 5 && up == 0; try++)); do
+        rpc=$(free_port) && http=$(free_port) && metrics=$(free_port) || return 1
+        "$master" --rpc_address=127.0.0.1 --rpc_port="$rpc" --metrics_host=127.0.0.1 \
+            --metrics_port="$metrics" --enable_http_metadata_server=true \
+            --http_metadata_server_host=127.0.0.1 --http_metadata_server_port="$http" >"$mlog" 2>&1 &
+        pid=$!
+        for ((i = 0; i < 200; i++)); do # up to 20 s for both ports
+            if (exec 3<>"/dev/tcp/127.0.0.1/$rpc") 2>/dev/null &&
+                (exec 3<>"/dev/tcp/127.0.0.1/$http") 2>/dev/null; then
+                up=1
+                break
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if ((up == 0)); then
+            echo "mooncake_master did not come up (try $try):"
+            tail -n 5 "$mlog"
+            kill "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
         fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
     done
+    ((up)) || return 1
     "$@" "127.0.0.1:$rpc" "http://127.0.0.1:$http/metadata"
     rc=$?
     kill "$pid" 2>/dev/null
