@@ -270,12 +270,11 @@ asan_part() {
         failed+=("asan instrumentation")
         return
     fi
-    # detect_leaks: LeakSanitizer at exit. halt_on_error + exitcode 1 so that any report fails the
-    # program. detect_odr_violation=0: Rust's std is linked into the library uninstrumented, so
-    # ODR checks across it mean nothing. allocator_may_return_null: the tests ask for absurd
-    # sizes on purpose and expect an error code, not an abort.
-    local opts="detect_leaks=1:halt_on_error=1:exitcode=1:abort_on_error=0:detect_odr_violation=0"
-    opts+=":allocator_may_return_null=1:strict_string_checks=1:check_initialization_order=1"
+    # detect_leaks: LeakSanitizer at exit. halt_on_error + exitcode 1: any report fails the
+    # program. strict_string_checks, check_initialization_order: two checks ASan leaves off by
+    # default. log_path: a report file per process, children included.
+    local opts="detect_leaks=1:halt_on_error=1:exitcode=1:abort_on_error=0"
+    opts+=":strict_string_checks=1:check_initialization_order=1"
     opts+=":log_path=$build/asan/asan.log"
     rm -f "$build/asan/asan.log".*
     # gcc's -Wmaybe-uninitialized gives false positives under -fsanitize=address (its
