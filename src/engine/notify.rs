@@ -186,49 +186,6 @@ impl NotifyInbox {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> InboxLimits {
-        InboxLimits { max_per_peer: 4, max_bytes_per_peer: 4096, max_total: 6, max_total_bytes: 8192 }
-    }
-
-    #[test]
-    fn a_sender_over_its_count_loses_its_oldest() {
-        let inbox = NotifyInbox::new(limits());
-        inbox.push("quiet".into(), "keep".into());
-        for i in 0..10 {
-            inbox.push("loud".into(), format!("m{i}"));
-        }
-        let got = inbox.drain();
-        let msgs: Vec<&str> = got.iter().map(|(_, m)| m.as_str()).collect();
-        assert_eq!(msgs, ["keep", "m6", "m7", "m8", "m9"]);
-        assert_eq!(inbox.dropped(), 6);
-        assert_eq!(inbox.held(), (0, 0));
-    }
-
-    #[test]
-    fn bytes_are_bounded_per_sender_and_in_all() {
-        let inbox = NotifyInbox::new(limits());
-        let kib = "x".repeat(1000);
-        for i in 0..20 {
-            inbox.push(format!("p{}", i % 3), format!("{i}{kib}"));
-        }
-        let (count, bytes) = inbox.held();
-        assert!(bytes <= 8192 && count <= 6, "{count} notifications, {bytes} bytes");
-        let got = inbox.drain();
-        // The newest survive, in arrival order.
-        let first: Vec<u32> = got.iter().map(|(_, m)| m.trim_end_matches('x').parse().unwrap()).collect();
-        assert_eq!(first.last(), Some(&19));
-        assert!(first.windows(2).all(|w| w[0] < w[1]), "{first:?}");
-        // One larger than a sender may hold is dropped by itself; the others stay.
-        inbox.push("a".into(), "small".into());
-        inbox.push("a".into(), "y".repeat(5000));
-        assert_eq!(inbox.drain(), vec![("a".to_string(), "small".to_string())]);
-    }
-}
-
 /// Sends notifications to open segments.
 pub struct NotifyOutbox {
     runtime: Arc<RuntimeGuard>,
@@ -321,5 +278,48 @@ async fn deliver(host: String, port: u16, name: String, msg: String, limits: Cli
     match reply.get("notify_msg").and_then(|v| v.as_str()) {
         Some(ack) if !ack.is_empty() => Ok(()),
         _ => Err(Error::new(Code::RejectHandshake, format!("{host}:{port} did not acknowledge the notification"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> InboxLimits {
+        InboxLimits { max_per_peer: 4, max_bytes_per_peer: 4096, max_total: 6, max_total_bytes: 8192 }
+    }
+
+    #[test]
+    fn a_sender_over_its_count_loses_its_oldest() {
+        let inbox = NotifyInbox::new(limits());
+        inbox.push("quiet".into(), "keep".into());
+        for i in 0..10 {
+            inbox.push("loud".into(), format!("m{i}"));
+        }
+        let got = inbox.drain();
+        let msgs: Vec<&str> = got.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(msgs, ["keep", "m6", "m7", "m8", "m9"]);
+        assert_eq!(inbox.dropped(), 6);
+        assert_eq!(inbox.held(), (0, 0));
+    }
+
+    #[test]
+    fn bytes_are_bounded_per_sender_and_in_all() {
+        let inbox = NotifyInbox::new(limits());
+        let kib = "x".repeat(1000);
+        for i in 0..20 {
+            inbox.push(format!("p{}", i % 3), format!("{i}{kib}"));
+        }
+        let (count, bytes) = inbox.held();
+        assert!(bytes <= 8192 && count <= 6, "{count} notifications, {bytes} bytes");
+        let got = inbox.drain();
+        // The newest survive, in arrival order.
+        let first: Vec<u32> = got.iter().map(|(_, m)| m.trim_end_matches('x').parse().unwrap()).collect();
+        assert_eq!(first.last(), Some(&19));
+        assert!(first.windows(2).all(|w| w[0] < w[1]), "{first:?}");
+        // One larger than a sender may hold is dropped by itself; the others stay.
+        inbox.push("a".into(), "small".into());
+        inbox.push("a".into(), "y".repeat(5000));
+        assert_eq!(inbox.drain(), vec![("a".to_string(), "small".to_string())]);
     }
 }

@@ -96,7 +96,7 @@ impl MasterState {
     /// Returns the gap when it was a stall.
     pub fn note_progress(&mut self, now: Instant) -> Option<Duration> {
         let last = self.awake.last.replace(now);
-        let Some(last) = last else { return None };
+        let last = last?;
         if now <= last {
             // An observation that took its time before the lock: the later one stays.
             self.awake.last = Some(last);
