@@ -326,6 +326,18 @@ impl TransferEngine {
         self.shared.inbox.drain()
     }
 
+    /// Notifications (and their bytes) waiting in the inbox, which holds at most
+    /// [`notify_limits`](Self::notify_limits), and how many were dropped to stay within them.
+    pub fn notifies_held(&self) -> (usize, u64, u64) {
+        let (count, bytes) = self.shared.inbox.held();
+        (count, bytes, self.shared.inbox.dropped())
+    }
+
+    /// The inbox's limits (`MC_NOTIFY_*`, docs/ENV.md).
+    pub fn notify_limits(&self) -> notify::InboxLimits {
+        self.shared.inbox.limits()
+    }
+
     /// Sends a notification to an open segment and waits for its acknowledgement.
     pub fn send_notify(&self, segment: i32, name: &str, msg: &str) -> Result<()> {
         self.shared.check_running()?;

@@ -133,6 +133,13 @@ pub fn render(s: &Snapshot, rpc: &RpcHistogram) -> String {
         metric(&mut out, name, help, "counter", v);
     }
     metric(&mut out, "master_expired_clients_total", "Clients expired by client_ttl", "counter", c.expired_clients);
+    metric(
+        &mut out,
+        "master_stalls_total",
+        "Gaps in the master's own progress not counted against clients",
+        "counter",
+        c.master_stalls,
+    );
     // Mooncake's cache-hit family; every replica of ours is in memory, so every successful get
     // is a memory hit.
     let hits = c.get.saturating_sub(c.get_failures);

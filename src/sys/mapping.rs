@@ -4,6 +4,12 @@
 //! [`write_at`](Mapping::write_at)/[`read_at`](Mapping::read_at), so their users need no
 //! `unsafe` of their own.
 //!
+//! Memory another process hands us is mapped only when it cannot shrink under us: a mapping
+//! of a file that is later truncated raises SIGBUS in whoever touches the lost pages, and that
+//! would be this process. [`check_unshrinkable`] demands a memfd sealed with `F_SEAL_SHRINK`
+//! (seals can be added, never removed) at least as long as what is mapped; the memfds we create
+//! for others ([`SharedMapping::create`], [`memfd_unshrinkable`]) carry that seal.
+//!
 //! Failures are [`MapError`]s, which keep apart what the caller asked wrong from what the
 //! kernel refused: the caller decides what each one means to its own users.
 
@@ -141,6 +147,52 @@ impl Drop for Mapping {
     }
 }
 
+/// A new memfd named `name` of `len` bytes, sealed against shrinking (and growing, and further
+/// sealing) so that a process it is handed to may map it ([`check_unshrinkable`]). Writes
+/// stay allowed.
+pub fn memfd_unshrinkable(name: &std::ffi::CStr, len: u64) -> MapResult<std::os::fd::OwnedFd> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let internal = |what: &str, e: nix::Error| MapError::os(format!("shared memory of {len} bytes: {what}"), e);
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+        .map_err(|e| internal("memfd_create", e))?;
+    let size = i64::try_from(len).map_err(|_| MapError::Request(format!("{len} bytes is too large")))?;
+    nix::unistd::ftruncate(&fd, size).map_err(|e| internal("ftruncate", e))?;
+    let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+    fcntl(&fd, FcntlArg::F_ADD_SEALS(seals)).map_err(|e| internal("F_ADD_SEALS", e))?;
+    Ok(fd)
+}
+
+/// Whether `len` bytes of `fd`, handed to us by another process, may be mapped: `fd` must be
+/// sealed against shrinking (`F_GET_SEALS` has `F_SEAL_SHRINK`; a file that is no memfd has
+/// no seals) and at least `len` bytes long (`fstat`). Both are [`MapError::Request`]s: the
+/// other process asked for something we refuse.
+pub fn check_unshrinkable(fd: std::os::fd::BorrowedFd<'_>, len: u64) -> MapResult<()> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    // The seal first: once it holds, the size checked next cannot go down.
+    let seals = match fcntl(fd, FcntlArg::F_GET_SEALS) {
+        Ok(bits) => SealFlag::from_bits_truncate(bits),
+        Err(e) => {
+            return Err(MapError::Request(format!(
+                "the shared memory is not a sealable memfd (F_GET_SEALS: {e}); it must be sealed with F_SEAL_SHRINK"
+            )));
+        }
+    };
+    if !seals.contains(SealFlag::F_SEAL_SHRINK) {
+        return Err(MapError::Request(
+            "the shared memory is not sealed against shrinking (F_SEAL_SHRINK); create it with \
+             MFD_ALLOW_SEALING and add the seal"
+                .into(),
+        ));
+    }
+    let file_len = nix::sys::stat::fstat(fd).map_err(|e| MapError::os("fstat of shared memory".into(), e))?.st_size;
+    let file_len = u64::try_from(file_len).unwrap_or(0);
+    if file_len < len {
+        return Err(MapError::Request(format!("the shared memory has {file_len} bytes, not {len}")));
+    }
+    Ok(())
+}
+
 /// Memory shared between a dummy client and its `mooncake_client`: a memfd mapped
 /// `MAP_SHARED` in both processes (each side has its own `SharedMapping` of the same fd).
 pub struct SharedMapping {
@@ -155,29 +207,24 @@ unsafe impl Send for SharedMapping {}
 unsafe impl Sync for SharedMapping {}
 
 impl SharedMapping {
-    /// A new memfd of `len` bytes, mapped.
+    /// A new memfd of `len` bytes sealed against shrinking ([`memfd_unshrinkable`]), mapped.
     pub fn create(len: u64) -> MapResult<SharedMapping> {
-        use nix::sys::memfd::{MFdFlags, memfd_create};
-        let internal = |what: &str, e: nix::Error| MapError::os(format!("shared memory of {len} bytes: {what}"), e);
-        let fd = memfd_create(c"mooncake-dummy", MFdFlags::MFD_CLOEXEC).map_err(|e| internal("memfd_create", e))?;
-        let size = i64::try_from(len).map_err(|_| MapError::Request(format!("{len} bytes is too large")))?;
-        nix::unistd::ftruncate(&fd, size).map_err(|e| internal("ftruncate", e))?;
-        SharedMapping::map(fd, len)
+        SharedMapping::map(memfd_unshrinkable(c"mooncake-dummy", len)?, len)
     }
 
-    /// Maps `len` bytes of a memfd received from the other side.
+    /// Maps `len` bytes of a memfd received from the other side, which must be sealed against
+    /// shrinking and long enough ([`check_unshrinkable`]): no later `ftruncate` of the other
+    /// side can then take pages from under this mapping.
     pub fn map(fd: std::os::fd::OwnedFd, len: u64) -> MapResult<SharedMapping> {
+        use std::os::fd::AsFd;
         let size = usize::try_from(len)
             .ok()
             .and_then(NonZeroUsize::new)
             .ok_or_else(|| MapError::Request(format!("cannot map {len} bytes")))?;
-        let file_len = nix::sys::stat::fstat(&fd).map(|st| st.st_size as u64).unwrap_or(0);
-        if file_len < len {
-            return Err(MapError::Request(format!("the shared memory has {file_len} bytes, not {len}")));
-        }
-        // SAFETY: a new shared mapping of a memfd at least `len` bytes long (checked above) at an
-        // address the kernel picks; it aliases only the other process's mapping of the same fd,
-        // which is the point.
+        check_unshrinkable(fd.as_fd(), len)?;
+        // SAFETY: a new shared mapping of a memfd at least `len` bytes long that cannot shrink
+        // (checked above) at an address the kernel picks; it aliases only the other process's
+        // mapping of the same fd, which is the point.
         let ptr = unsafe {
             nix::sys::mman::mmap(None, size, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, &fd, 0)
         }
@@ -267,6 +314,28 @@ mod tests {
         let mut seen = [0u8; 4];
         assert!(other.read_at(other.addr(), &mut seen));
         assert_eq!(&seen, b"both", "two mappings of one memfd see the same bytes");
+    }
+
+    #[test]
+    fn only_memfds_sealed_against_shrinking_are_mapped() {
+        use nix::sys::memfd::{MFdFlags, memfd_create};
+        // Unsealed (no MFD_ALLOW_SEALING: no seal can ever be added), of the right size.
+        let plain = memfd_create(c"t", MFdFlags::MFD_CLOEXEC).unwrap();
+        nix::unistd::ftruncate(&plain, 4096).unwrap();
+        let e = SharedMapping::map(plain, 4096).err().unwrap();
+        assert!(matches!(&e, MapError::Request(m) if m.contains("F_SEAL_SHRINK")), "{e}");
+        // Sealable but not sealed.
+        let open = memfd_create(c"t", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).unwrap();
+        nix::unistd::ftruncate(&open, 4096).unwrap();
+        assert!(SharedMapping::map(open, 4096).is_err());
+        // A regular file has no seals.
+        let file = std::fs::File::open("/proc/self/exe").unwrap();
+        assert!(SharedMapping::map(file.into(), 4096).is_err());
+        // Ours is sealed: it maps, and nobody can truncate it under the mapping.
+        let ours = SharedMapping::create(8192).unwrap();
+        let theirs = SharedMapping::map(ours.fd().try_clone_to_owned().unwrap(), 8192).unwrap();
+        assert_eq!(nix::unistd::ftruncate(ours.fd(), 0), Err(nix::errno::Errno::EPERM));
+        assert!(theirs.write_at(theirs.addr() + 8191, b"x"));
     }
 
     #[test]

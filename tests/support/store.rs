@@ -144,6 +144,10 @@ impl Owner {
         Owner { child, _stdout: stdout, hostname }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the process dies without closing its store.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -57,7 +57,8 @@
 //!
 //! **Clients.** See `clients.rs`: a client is *known* once it mounted a segment or was told once
 //! that it was not; one that sends nothing for `client_ttl` expires (its segments unmounted,
-//! its puts revoked), and so does, at once, one whose last connection closes.
+//! its puts revoked), and so does, at once, one whose last connection closes. Time the master
+//! itself did not run (stopped, stalled) is not counted against its clients.
 
 mod admin;
 mod clients;
@@ -78,7 +79,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 pub use admin::{ReplicaView, SegmentView};
-pub use clients::ClientEntry;
+pub use clients::{ClientEntry, STALL_THRESHOLD};
 pub use objects::{Alloc, Deferred, KeyEntry, Object, PendingPut};
 pub use segments::{Segment, SegmentTable};
 
@@ -151,6 +152,8 @@ pub struct Counters {
     pub evicted_keys: u64,
     pub evicted_bytes: u64,
     pub expired_clients: u64,
+    /// Gaps in the master's own progress longer than `clients::STALL_THRESHOLD`.
+    pub master_stalls: u64,
 }
 
 /// Gauges and counters at one instant, for `/metrics`.
@@ -184,6 +187,8 @@ pub struct MasterState {
     rng: SmallRng,
     /// Copy and move tasks and the replica operations executing them (`tasks.rs`).
     tasks: tasks::TaskTable,
+    /// The master's own progress, to tell its stalls from its clients' silence (`clients.rs`).
+    awake: clients::Awake,
 }
 
 impl MasterState {
@@ -200,6 +205,7 @@ impl MasterState {
             counters: Counters::default(),
             rng: SmallRng::from_os_rng(),
             tasks: tasks::TaskTable::default(),
+            awake: clients::Awake::default(),
         }
     }
 

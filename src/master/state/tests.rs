@@ -249,6 +249,63 @@ fn an_expired_client_loses_its_segments_and_others_keep_their_replicas() {
     assert_eq!(st.counters().expired_clients, 1);
 }
 
+/// Runs the housekeeping ticker's expiry every 100 ms over `[from, to)`, as the server does.
+fn tick_through(st: &mut MasterState, from: Instant, to: Instant) -> Vec<ClientId> {
+    let mut expired = Vec::new();
+    let mut t = from;
+    while t < to {
+        expired.extend(st.expire_clients(t));
+        t += Duration::from_millis(100);
+    }
+    expired
+}
+
+#[test]
+fn a_stalled_master_counts_only_the_time_it_was_awake() {
+    let (mut st, t0) = two_clients();
+    st.hello(A, t0);
+    st.hello(B, t0);
+    put(&mut st, B, "k", 100, &replicas(2), t0);
+    assert!(tick_through(&mut st, t0, t0 + secs(2)).is_empty());
+    // Stopped for 30 s (three client_ttl): nobody could be heard meanwhile.
+    assert!(st.expire_clients(t0 + secs(32)).is_empty());
+    assert_eq!(st.counters().master_stalls, 1);
+    assert!(st.exists("k", t0 + secs(32)));
+    // B heartbeats again; A does not, and expires once it was silent for 10 s of awake time
+    // (1.9 s before the stall, up to its last tick, and 8.1 s after it).
+    assert!(st.ping(B, t0 + secs(33)));
+    assert!(tick_through(&mut st, t0 + secs(32), t0 + secs(40)).is_empty());
+    assert_eq!(st.expire_clients(t0 + secs(40) + Duration::from_millis(100)), vec![A]);
+    assert!(st.ping(B, t0 + secs(41)));
+    assert!(tick_through(&mut st, t0 + secs(41), t0 + secs(50)).is_empty());
+    assert!(st.is_known(B));
+    assert_eq!(st.get_replicas("k", t0 + secs(50)).unwrap().replicas.len(), 1);
+}
+
+#[test]
+fn connections_closing_right_after_a_stall_leave_the_client_to_its_ttl() {
+    let (mut st, t0) = two_clients();
+    st.hello(A, t0);
+    st.hello(B, t0);
+    put(&mut st, A, "on-a", 100, &ReplicaConfig { preferred_segments: vec!["a:1".into()], ..replicas(1) }, t0);
+    assert!(tick_through(&mut st, t0, t0 + secs(1)).is_empty());
+    // The master resumes after 20 s and first finds both clients' connections closed (their
+    // requests timed out while it was stopped); the connection task runs before the ticker.
+    st.connection_closed(A, t0 + secs(21));
+    st.connection_closed(B, t0 + secs(21));
+    assert!(st.exists("on-a", t0 + secs(21)));
+    // A reconnects and heartbeats; B never comes back and expires after a full client_ttl.
+    st.hello(A, t0 + secs(22));
+    assert!(st.ping(A, t0 + secs(22)));
+    let expired = tick_through(&mut st, t0 + secs(21), t0 + secs(31) + Duration::from_millis(100));
+    assert_eq!(expired, vec![B]);
+    assert!(st.exists("on-a", t0 + secs(31)));
+    // After the grace, a last connection closing drops the client at once again.
+    assert!(st.ping(A, t0 + secs(31)));
+    st.connection_closed(A, t0 + secs(32));
+    assert!(!st.exists("on-a", t0 + secs(32)));
+}
+
 #[test]
 fn the_last_connection_closing_drops_the_client() {
     let (mut st, t0) = two_clients();

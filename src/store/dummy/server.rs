@@ -6,6 +6,12 @@
 //! its own mappings. A range that is not inside memory the dummy shared is refused, so a dummy
 //! can make the store read or write only memory it handed over. When a dummy's socket closes
 //! (it closed its store, exited or was killed), its mappings are unregistered and unmapped.
+//!
+//! A memfd is mapped only when it is sealed against shrinking and as long as the dummy says
+//! (`sys::mapping::check_unshrinkable`): a dummy that truncated a memfd we map would otherwise
+//! raise SIGBUS here on the next copy into or out of it, and kill every object of this host's
+//! segment with us. Any other memfd is refused (`INVALID_PARAMS`, one rate-limited log line);
+//! the dummy keeps its session. Our dummies create their memfds sealed.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -20,6 +26,10 @@ use super::wire;
 use crate::proto::Envelope;
 use crate::store::{ByteRange, KeyBuffer, KeyParts, Part, StoreError, StoreResult, client::RealClient};
 use crate::sys::mapping::SharedMapping;
+use crate::transport::log_limit::LogLimit;
+
+/// Refused `Share`s are logged at most once a second (a dummy may retry in a loop).
+static REFUSED_SHARES: LogLimit = LogLimit::new(std::time::Duration::from_secs(1));
 
 /// A running server; dropping it stops accepting (sessions end with their dummies).
 pub struct DummyServer {
@@ -189,7 +199,13 @@ impl Session {
         if self.shared.contains_key(&addr) {
             return Err(StoreError::invalid(format!("{addr:#x} is already shared")));
         }
-        let mapping = SharedMapping::map(fd, size)?;
+        let mapping = SharedMapping::map(fd, size).map_err(|e| {
+            let e = StoreError::from(e);
+            if let Some(suppressed) = REFUSED_SHARES.allow() {
+                tracing::warn!(size, suppressed, "refusing memory a dummy client shared: {}", e.message);
+            }
+            e
+        })?;
         self.store.register_buffer(mapping.addr(), mapping.len())?;
         self.shared.insert(addr, mapping);
         Ok(())

@@ -13,6 +13,12 @@
 //! A copier owns a slot while it holds an OFD write lock on byte `LOCK_BASE + slot` of the file:
 //! the kernel drops the lock when the copier's process dies, so a dead copier never holds up
 //! the target, and no pid can be reused to fake one.
+//!
+//! The block is mapped only when its memfd is sealed against shrinking
+//! (`sys::mapping::check_unshrinkable`; the target creates it sealed): an initiator maps the
+//! target's memfd, and a target that truncated it (a bug, or a hostile process advertising a
+//! block) would otherwise raise SIGBUS in the initiator on its next copy. The seal protects the
+//! target's own mapping from its initiators as well, which can open the same memfd.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -61,11 +67,12 @@ unsafe impl Send for ControlMap {}
 unsafe impl Sync for ControlMap {}
 
 impl ControlMap {
-    /// Maps `file` (at least [`BYTES`] long) shared, read-write.
+    /// Maps `file` (a memfd sealed against shrinking, at least [`BYTES`] long) shared,
+    /// read-write.
     pub fn map(file: File) -> std::io::Result<ControlMap> {
-        if file.metadata()?.len() < BYTES as u64 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "control block file is too short"));
-        }
+        use std::os::fd::AsFd;
+        crate::sys::mapping::check_unshrinkable(file.as_fd(), BYTES as u64)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("control block refused: {e}")))?;
         // SAFETY: a fresh shared mapping of a file we hold open; no existing memory is affected.
         let ptr = unsafe {
             libc::mmap(
@@ -302,10 +309,22 @@ mod tests {
     use super::*;
 
     fn block() -> ControlMap {
+        ControlMap::map(File::from(crate::sys::mapping::memfd_unshrinkable(c"mc-test", BYTES as u64).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn only_a_block_that_cannot_shrink_is_mapped() {
         let fd = nix::sys::memfd::memfd_create(c"mc-test", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
         let file = File::from(fd);
         file.set_len(BYTES as u64).unwrap();
-        ControlMap::map(file).unwrap()
+        let e = ControlMap::map(file).err().expect("an unsealed memfd is refused");
+        assert!(e.to_string().contains("F_SEAL_SHRINK"), "{e}");
+        let short = crate::sys::mapping::memfd_unshrinkable(c"mc-test", 4096).unwrap();
+        assert!(ControlMap::map(File::from(short)).is_err(), "a sealed but short memfd is refused");
+        let c = block();
+        assert!(c.file().set_len(0).is_err(), "the block cannot be truncated under its mappings");
+        c.init_header([1, 2], 7);
+        assert_eq!(c.header().0, MAGIC);
     }
 
     #[test]

@@ -58,10 +58,9 @@ impl ShmExport {
 
     fn try_create(revoke_timeout: Duration) -> std::io::Result<ShmExport> {
         let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?.trim().to_string();
-        let fd = nix::sys::memfd::memfd_create(c"mooncake-shm-control", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-            .map_err(std::io::Error::from)?;
+        // Sealed against shrinking: initiators map only such a block (`control.rs`).
+        let fd = crate::sys::mapping::memfd_unshrinkable(c"mooncake-shm-control", BYTES as u64)?;
         let file = File::from(fd);
-        file.set_len(BYTES as u64)?;
         let raw_fd = file.as_raw_fd();
         let map = ControlMap::map(file)?;
         let nonce = [rand::random::<u64>(), rand::random::<u64>()];
