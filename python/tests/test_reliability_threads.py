@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import truthy
 from store_support import master_or_skip, python_or_skip, run_bounded
 from test_store_dummy import stop
 from test_store_multi_buffer import _start_master
@@ -23,6 +24,11 @@ ROUNDS = 2
 # Threads of the library (engines, store, runtime) above the caller's own: the engine's pools
 # are sized by the core count, never by the number of callers. Measured: under 10 for ours.
 LIBRARY_THREADS_BOUND = 64
+
+# The reliability suite runs under ci/test-reliability.sh (MOONCAKE_RELIABILITY=1), beside the
+# other CI steps; ci/test-python.sh's run of python/tests skips it.
+pytestmark = pytest.mark.skipif(not truthy("MOONCAKE_RELIABILITY"),
+                                reason="reliability suite: MOONCAKE_RELIABILITY=1 (ci/test-reliability.sh)")
 
 
 def run_threads(impl, env_extra):

@@ -17,7 +17,7 @@ import random
 
 import pytest
 
-from harness import A
+from harness import A, truthy
 
 SLOT = 256 << 10
 SLOTS = 256  # 64 MiB of slots on each side
@@ -35,6 +35,11 @@ CASES = [
     ("wheel", "ours", {}, "tcp"),
     ("wheel", "wheel", {}, "tcp"),
 ]
+
+# The reliability suite runs under ci/test-reliability.sh (MOONCAKE_RELIABILITY=1), beside the
+# other CI steps; ci/test-python.sh's run of python/tests skips it.
+pytestmark = pytest.mark.skipif(not truthy("MOONCAKE_RELIABILITY"),
+                                reason="reliability suite: MOONCAKE_RELIABILITY=1 (ci/test-reliability.sh)")
 
 
 def layout(rng):
