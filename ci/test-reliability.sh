@@ -5,6 +5,7 @@
 #    same-host path: every task ends within the progress timeout, the initiator recovers;
 #  - tests/reliability_idle.rs: the first transfer after an idle gap whose connections a
 #    middlebox closed (cut-off 2 s / gap 4 s; cut-off 30 s / gap 65 s), ours and Mooncake's wheel;
+#  - python/tests/test_reliability_peers.py: the same kill/stop with Mooncake's wheel on a side;
 #  - python/tests/test_reliability_idle.py: a plain 65 s idle gap, every pairing with the wheel;
 #  - python/tests/test_reliability_threads.py: 512 Python threads, one engine, one store;
 #  - python/tests/test_reliability_traffic.py: 1 GiB of random traffic per path, checked.
@@ -37,6 +38,7 @@ PYTHONPATH=$ROOT/python MOONCAKE_LIB=$ROOT/target/release/libmooncake.so \
   MOONCAKE_TEST_PYTHON_OURS=$WORK/venv/bin/python MOONCAKE_REQUIRE_OURS=1 \
   MOONCAKE_TEST_MASTER=$ROOT/target/release/mooncake_master MOONCAKE_REQUIRE_MASTER=1 \
   timeout 1200 "$WORK/venv/bin/python" -m pytest -q -p no:cacheprovider -rs \
-  python/tests/test_reliability_idle.py python/tests/test_reliability_threads.py \
+  python/tests/test_reliability_idle.py python/tests/test_reliability_peers.py \
+  python/tests/test_reliability_threads.py \
   python/tests/test_reliability_traffic.py
 echo "test-reliability.sh: all passed"
