@@ -18,8 +18,9 @@
 //!   TCP lanes are opened again), unregistering the local buffer and destroying the engine
 //!   return (each bounded).
 //!
-//! Each case starts its own target and initiator. Wall time: about 25 s for the twelve cases
-//! (most of it waiting: the stopped-target cases over TCP each wait [`PROGRESS`]).
+//! Each case starts its own target and initiator. Runs with `MOONCAKE_RELIABILITY=1`
+//! (ci/test-reliability.sh). Wall time: about 12 s for the twelve cases, two at a time (most of
+//! it waiting: the stopped-target cases over TCP each wait [`PROGRESS`]).
 
 mod support;
 
