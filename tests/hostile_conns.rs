@@ -142,6 +142,7 @@ fn a_master_spends_no_memory_on_announced_frames() {
     std::thread::sleep(Duration::from_millis(1500));
     master_answers(addr).expect("the master answers beside 24 announced frames");
     let grown = vm_rss_kib(master.pid()).saturating_sub(before);
+    eprintln!("mooncake_master VmRSS grew by {grown} KiB after 24 announced 64 MiB frames");
     assert!(grown < 64 * 1024, "24 announced 64 MiB frames grew mooncake_master by {grown} KiB");
     drop(held);
 }
@@ -213,6 +214,7 @@ fn a_real_client_spends_no_memory_on_frames_its_dummies_announce() {
     std::thread::sleep(Duration::from_millis(1500));
     real.serves_a_dummy("after");
     let grown = vm_rss_kib(pid).saturating_sub(before);
+    eprintln!("mooncake_client VmRSS grew by {grown} KiB after 16 announced 64 MiB frames");
     assert!(grown < 64 * 1024, "16 announced 64 MiB frames grew mooncake_client by {grown} KiB");
     drop(held);
 }
@@ -256,6 +258,7 @@ fn descriptors_a_dummy_passes_in_excess_are_closed() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let after = fd_count(pid);
+    eprintln!("mooncake_client descriptors: {before} before, {after} after 10 messages with 3 fds each");
     assert!(after <= before + 2, "30 memfds passed in excess left {} descriptors open", after - before);
     real.serves_a_dummy("still-serving");
 }
@@ -368,7 +371,7 @@ fn the_http_metadata_server_command_serves_beside_held_connections_with_1024_des
 fn a_master_with_1024_descriptors_serves_beside_4096_idle_connections_on_each_port() {
     raise_nofile();
     // The same master as `Master::start`, with its descriptors limited as a default system's.
-    let (rpc, metrics, http) = (free_port(), free_port(), free_port());
+    let (rpc, metrics, http_port) = (free_port(), free_port(), free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mooncake_master"));
     cmd.args([
         "--rpc_address=127.0.0.1".to_string(),
@@ -377,11 +380,11 @@ fn a_master_with_1024_descriptors_serves_beside_4096_idle_connections_on_each_po
         format!("--metrics_port={metrics}"),
         "--enable_http_metadata_server=true".to_string(),
         "--http_metadata_server_host=127.0.0.1".to_string(),
-        format!("--http_metadata_server_port={http}"),
+        format!("--http_metadata_server_port={http_port}"),
     ])
     .stdout(Stdio::null());
     let _p = Proc(with_nofile(&mut cmd, 1024).spawn().unwrap());
-    for port in [rpc, metrics, http] {
+    for port in [rpc, metrics, http_port] {
         wait_port(port, "mooncake_master");
     }
     let addr = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
@@ -404,6 +407,6 @@ fn a_master_with_1024_descriptors_serves_beside_4096_idle_connections_on_each_po
         other => panic!("GET /health beside 4096 idle connections: {other:?}"),
     }
     drop(held);
-    metadata_server_serves_beside_held_connections(addr(http), 4096, "the master's metadata server");
+    metadata_server_serves_beside_held_connections(addr(http_port), 4096, "the master's metadata server");
     master_answers(addr(rpc)).expect("an RPC after the floods");
 }
