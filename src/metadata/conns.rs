@@ -1,5 +1,5 @@
 //! Connection accounting for the servers that take connections from anyone who can reach their
-//! port: the handshake server, the HTTP metadata server, and (through `crate::master`) the
+//! port: the handshake server, the HTTP metadata server, and (for the master) the
 //! master's RPC and admin HTTP ports.
 //!
 //! Every accepted connection is entered in a [`ConnTable`] with a [`Phase`] and the time the
