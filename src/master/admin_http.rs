@@ -22,6 +22,12 @@
 //! and do not count as gets (Mooncake's go through `GetReplicaList` and do all three).
 //! Paths that change state (`/api/v1/drain_jobs*`, `/api/v1/tenant_quotas`,
 //! `/api/v1/remove_all`) are not served: 404.
+//!
+//! The port is served by [`serve`] with a cap and deadlines (`crate::metadata::http_server::serve_bounded`):
+//! at [`MAX_CONNECTIONS`] open connections (`MC_MASTER_HTTP_MAX_CONNECTIONS`) each new one sheds
+//! the oldest idle one, a request must arrive within 30 s of accept, and a keep-alive connection
+//! idle for 75 s is closed, so that idle connections, however many, keep neither scrapers nor
+//! store clients (whose descriptors they would share) out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -38,6 +44,25 @@ use super::metrics;
 use super::server::Shared;
 use super::state::ReplicaView;
 use crate::proto::ErrorCode;
+
+/// Connections the admin port keeps open at once by default (scrapers and operators hold a few
+/// each); `MC_MASTER_HTTP_MAX_CONNECTIONS` overrides it.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// The variable that overrides [`MAX_CONNECTIONS`].
+pub const MAX_CONNECTIONS_ENV: &str = "MC_MASTER_HTTP_MAX_CONNECTIONS";
+
+/// Serves `router` (metrics, health and this module's routes) on `listener` until the runtime
+/// stops, with the cap and deadlines of the module documentation.
+pub async fn serve(listener: tokio::net::TcpListener, router: axum::Router) {
+    use crate::metadata::conns::{ConnLimits, env_cap};
+    use crate::metadata::http_server::{IDLE_TIMEOUT, REQUEST_TIMEOUT, serve_bounded};
+    let limits = ConnLimits {
+        max_connections: env_cap(MAX_CONNECTIONS_ENV, MAX_CONNECTIONS),
+        request_timeout: Some(REQUEST_TIMEOUT),
+        idle_timeout: Some(IDLE_TIMEOUT),
+    };
+    serve_bounded("master http", listener, router, limits).await;
+}
 
 /// The content type of the plain-text answers (Mooncake's, the Prometheus one).
 pub const TEXT: &str = "text/plain; version=0.0.4";

@@ -142,11 +142,7 @@ impl Master {
         runtime.spawn(server::accept_loop(rpc, Arc::clone(&shared)));
         runtime.spawn(server::housekeeping(Arc::clone(&shared)));
         let router = metrics::router(Arc::clone(&shared));
-        runtime.spawn(async move {
-            if let Err(e) = axum::serve(metrics, router).await {
-                tracing::error!("metrics server stopped: {e}");
-            }
-        });
+        runtime.spawn(admin_http::serve(metrics, router));
         if config.enable_metric_reporting {
             runtime.spawn(report(Arc::clone(&shared)));
         }

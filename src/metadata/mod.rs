@@ -7,6 +7,7 @@
 //! a feature refuses its connection strings with [`Error::Unsupported`] naming the feature.
 //! `docs/ARCHITECTURE.md` shows how a segment name becomes a connection for each.
 
+pub mod conns;
 pub mod descriptor;
 #[cfg(feature = "etcd")]
 pub mod etcd;

@@ -1,5 +1,10 @@
 //! The framing of the protocol: `len: u32 LE | postcard(Envelope<T>)`, at most
 //! [`MAX_FRAME`] bytes after the length.
+//!
+//! A length is a claim, not a fact: a reader checks it against [`MAX_FRAME`] and then reads the
+//! body in pieces of at most [`READ_CHUNK`] bytes, growing its buffer only by what arrived, so
+//! that a peer announcing 64 MiB and sending one byte costs one chunk, not 64 MiB
+//! ([`read_body`]; the master's asynchronous reader does the same with the same constants).
 
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +73,41 @@ pub fn write_frame<T: Serialize>(
     Ok(())
 }
 
+/// The most a frame reader adds to its buffer before the bytes to fill it have arrived.
+pub const READ_CHUNK: usize = 64 << 10;
+
+/// A reader's buffer larger than this after a frame is given back to the allocator, so that
+/// one large frame does not pin its memory for the connection's life.
+pub const KEEP_SCRATCH: usize = 1 << 20;
+
+/// Reads exactly `len` bytes into `buf` (cleared first), growing it by at most [`READ_CHUNK`]
+/// at a time as the bytes arrive; the end of the stream before `len` is `UnexpectedEof`.
+pub fn read_body(stream: &mut impl std::io::Read, len: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    if buf.capacity() > KEEP_SCRATCH.max(len) {
+        buf.shrink_to(KEEP_SCRATCH);
+    }
+    while buf.len() < len {
+        let start = buf.len();
+        let step = (len - start).min(READ_CHUNK);
+        buf.resize(start + step, 0);
+        let n = match stream.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the peer closed mid-frame"));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        };
+        buf.truncate(start + n);
+    }
+    Ok(())
+}
+
 /// Reads one frame from a blocking stream into `scratch` and decodes it.
 pub fn read_frame<T: for<'a> Deserialize<'a>>(
     stream: &mut impl std::io::Read,
@@ -76,9 +116,7 @@ pub fn read_frame<T: for<'a> Deserialize<'a>>(
     let mut header = [0u8; 4];
     stream.read_exact(&mut header)?;
     let len = frame_len(header)?;
-    scratch.clear();
-    scratch.resize(len, 0);
-    stream.read_exact(scratch)?;
+    read_body(stream, len, scratch)?;
     decode(scratch)
 }
 
@@ -105,6 +143,36 @@ mod tests {
         assert_eq!(len, buf.len() - 4);
         let back: Envelope<Request> = decode(&buf[4..]).unwrap();
         assert_eq!(back, req);
+    }
+
+    /// A reader that hands out `data` a few bytes at a time and then reports the end.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_announced_body_is_not_allocated_before_it_arrives() {
+        let mut buf = Vec::new();
+        let err = read_body(&mut Trickle { data: &[7], step: 1 }, MAX_FRAME, &mut buf).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(buf.capacity() <= 2 * READ_CHUNK, "capacity {} for one byte received", buf.capacity());
+        let data: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        read_body(&mut Trickle { data: &data, step: 7000 }, data.len(), &mut buf).unwrap();
+        assert_eq!(buf, data);
+        // A large buffer is given back before the next frame.
+        let mut big = vec![0u8; 4 * KEEP_SCRATCH];
+        read_body(&mut Trickle { data: &[1, 2], step: 2 }, 2, &mut big).unwrap();
+        assert!(big.capacity() <= KEEP_SCRATCH);
     }
 
     #[test]

@@ -25,7 +25,9 @@ mod frame;
 use serde::{Deserialize, Serialize};
 
 pub use code::ErrorCode;
-pub use frame::{Envelope, FrameError, decode, encode, frame_len, read_frame, write_frame};
+pub use frame::{
+    Envelope, FrameError, KEEP_SCRATCH, READ_CHUNK, decode, encode, frame_len, read_body, read_frame, write_frame,
+};
 
 /// Bumped whenever a message changes shape; the master refuses other versions in `Hello`.
 pub const PROTOCOL_VERSION: u32 = 3;

@@ -4,6 +4,11 @@
 //! larger printable byte starts the JSON of Mooncake's old, typeless protocol (handled as a
 //! Connection request and answered without a type byte); bytes of `0x80` and up are refused, as
 //! Mooncake refuses them (it compares them as negative `char`s).
+//!
+//! The length is checked against the caller's cap (`MC_HANDSHAKE_MAX_LENGTH`, 1 MiB by default)
+//! before anything is allocated, and the payload is read in pieces of at most [`READ_CHUNK`],
+//! the buffer growing only with the bytes that arrived: a peer announcing the cap and sending
+//! one byte costs one piece.
 
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -80,6 +85,9 @@ pub fn decode_payload(payload: &[u8]) -> Result<Frame, FrameError> {
     Ok(Frame { kind, typeless, body })
 }
 
+/// The most the reader adds to its buffer before the bytes to fill it have arrived.
+pub const READ_CHUNK: usize = 64 << 10;
+
 /// Reads one frame, refusing lengths of 0 or above `max_len`.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max_len: usize) -> Result<Frame, FrameError> {
     let mut len = [0u8; 8];
@@ -88,8 +96,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max_len: usize) -> Resu
     if len == 0 || len > max_len as u64 {
         return Err(FrameError::BadLength(len, max_len));
     }
-    let mut payload = vec![0u8; len as usize];
-    r.read_exact(&mut payload).await?;
+    let len = len as usize;
+    let mut payload = Vec::new();
+    while payload.len() < len {
+        let start = payload.len();
+        payload.resize(start + (len - start).min(READ_CHUNK), 0);
+        let n = r.read(&mut payload[start..]).await?;
+        if n == 0 {
+            return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        payload.truncate(start + n);
+    }
     decode_payload(&payload)
 }
 
@@ -123,6 +140,29 @@ mod tests {
     fn accepts_json_with_and_without_newline() {
         assert!(decode_payload(b"\x03{}").is_ok());
         assert!(decode_payload(b"\x03{}\n").is_ok());
+    }
+
+    #[test]
+    fn an_announced_payload_is_not_allocated_before_it_arrives() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // A reader that has the header, one byte of a 1 GiB payload, and then stalls forever.
+        let mut bytes = (1u64 << 30).to_le_bytes().to_vec();
+        bytes.push(1);
+        let (mut tx, mut rx) = tokio::io::duplex(64);
+        rt.block_on(async {
+            use tokio::io::AsyncWriteExt;
+            tx.write_all(&bytes).await.unwrap();
+            let read = tokio::time::timeout(std::time::Duration::from_millis(50), read_frame(&mut rx, 2 << 30));
+            assert!(read.await.is_err(), "the frame cannot be complete");
+            drop(tx);
+            let short = read_frame(&mut rx, 2 << 30).await;
+            assert!(matches!(short, Err(FrameError::Io(_))));
+        });
+        // A whole frame read in several pieces.
+        let body = json!({"s": "x".repeat(200_000)});
+        let framed = encode(FrameType::Notify, false, &body);
+        let f = rt.block_on(read_frame(&mut &framed[..], 1 << 20)).unwrap();
+        assert_eq!(f.body, body);
     }
 
     proptest! {

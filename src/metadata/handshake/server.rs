@@ -1,5 +1,12 @@
 //! The handshake server: one listener on the engine's RPC port, connections served
 //! concurrently (Mooncake's own server is serial, so one idle client stalls it; ours must not).
+//!
+//! Each connection carries one request and its reply. Idle or slow clients cannot keep others
+//! out: accepting never waits; a client must deliver its whole request within
+//! [`CLIENT_IO_TIMEOUT`] of being accepted, and after the reply it has as long again to close;
+//! and at [`MAX_CONNECTIONS`] open connections (`MC_HANDSHAKE_MAX_CONNECTIONS`) each new one sheds
+//! the oldest that has not delivered its request (or already has its reply), never one being
+//! answered ([`crate::metadata::conns`]). Running out of descriptors sheds the same way.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -7,16 +14,23 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::frame::{self, Frame, FrameType};
 use crate::runtime::RuntimeGuard;
 
-/// How long a client may take to send its request, and to close after our reply.
-const CLIENT_IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once; further ones are closed at accept (and logged).
-const MAX_CONCURRENT: usize = 256;
+use crate::metadata::conns::{self, ConnLimits, ConnTable, Phase, Tracked};
+
+/// How long a client may take, from accept, to send its whole request, and to close after our
+/// reply (Mooncake's clients send at once and close at once; 5 s is generous on any network).
+pub const CLIENT_IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections open at once by default: far more than peers (a few per peer at a time), small
+/// beside a process's descriptors (each costs one, and a few KiB). `MC_HANDSHAKE_MAX_CONNECTIONS`
+/// overrides it.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// The variable that overrides [`MAX_CONNECTIONS`].
+pub const MAX_CONNECTIONS_ENV: &str = "MC_HANDSHAKE_MAX_CONNECTIONS";
 
 /// What the handshake port answers; implemented by the engine.
 pub trait HandshakeService: Send + Sync + 'static {
@@ -89,42 +103,47 @@ async fn accept_loop(
     max_frame: usize,
     mut stop: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
-    let mut conns = JoinSet::new();
+    let limits = ConnLimits {
+        max_connections: conns::env_cap(MAX_CONNECTIONS_ENV, MAX_CONNECTIONS),
+        // Enforced by each connection's own timers.
+        request_timeout: None,
+        idle_timeout: None,
+    };
+    let table = Arc::new(ConnTable::new("handshake", limits));
+    let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "handshake: {MAX_CONCURRENT} connections open; closing this one");
-                        continue;
-                    };
+                    let Ok(sock) = table.admit(sock) else { continue };
                     let service = service.clone();
-                    conns.spawn(async move {
-                        serve_connection(sock, peer, service, max_frame).await;
-                        drop(slot);
-                    });
+                    tasks.spawn(serve_connection(sock, peer, service, max_frame));
+                }
+                Err(e) if conns::out_of_descriptors(&e) => {
+                    if !table.shed_for_descriptors() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
                 Err(e) => {
-                    // Out of descriptors or similar: back off instead of spinning.
-                    tracing::warn!("handshake: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tracing::debug!("handshake: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
         }
     }
-    conns.shutdown().await;
+    table.shut_down_all();
+    tasks.shutdown().await;
 }
 
 async fn serve_connection(
-    mut sock: TcpStream,
+    mut sock: Tracked<TcpStream>,
     peer: std::net::SocketAddr,
     service: Weak<dyn HandshakeService>,
     max_frame: usize,
 ) {
-    let request = match tokio::time::timeout(CLIENT_IO_TIMEOUT, frame::read_frame(&mut sock, max_frame)).await {
+    let request = match tokio::time::timeout(CLIENT_IO_TIMEOUT, frame::read_frame(sock.get_mut(), max_frame)).await {
         Ok(Ok(f)) => f,
         Ok(Err(frame::FrameError::Io(e))) => {
             // A client that connects and leaves (a probe, a port check) is routine.
@@ -132,7 +151,12 @@ async fn serve_connection(
             return;
         }
         Ok(Err(e)) => {
-            tracing::warn!(%peer, "handshake: malformed request, closing without reply: {e}");
+            if let Some(left_out) = MALFORMED_LOG.allow() {
+                tracing::warn!(
+                    %peer,
+                    "handshake: malformed request, closing without reply: {e} ({left_out} more since the last line)"
+                );
+            }
             return;
         }
         Err(_) => {
@@ -140,26 +164,31 @@ async fn serve_connection(
             return;
         }
     };
+    sock.set_phase(Phase::Protected);
     let Some(service) = service.upgrade() else { return };
     let Some(reply) = answer(&*service, &request, peer) else { return };
     drop(service);
     let bytes = frame::encode(request.kind, request.typeless, &reply);
     let sent = tokio::time::timeout(CLIENT_IO_TIMEOUT, async {
-        sock.write_all(&bytes).await?;
-        sock.shutdown().await
+        sock.get_mut().write_all(&bytes).await?;
+        sock.get_mut().shutdown().await
     })
     .await;
     if !matches!(sent, Ok(Ok(()))) {
         tracing::debug!(%peer, "handshake: reply not delivered");
         return;
     }
+    sock.set_phase(Phase::Idle);
     // Half-closed, as Mooncake does: wait (bounded) for the client to close first.
     let mut sink = [0u8; 64];
     let _ = tokio::time::timeout(CLIENT_IO_TIMEOUT, async {
-        while matches!(sock.read(&mut sink).await, Ok(n) if n > 0) {}
+        while matches!(sock.get_mut().read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
 }
+
+/// Malformed requests are logged at most once per interval (a peer can send them in a loop).
+static MALFORMED_LOG: crate::metadata::conns::LogOnce = crate::metadata::conns::LogOnce::new();
 
 /// The reply to one request, or `None` to close without replying.
 fn answer(service: &dyn HandshakeService, request: &Frame, peer: std::net::SocketAddr) -> Option<Value> {
@@ -176,7 +205,12 @@ fn answer(service: &dyn HandshakeService, request: &Frame, peer: std::net::Socke
                     Some(json!({"name": "", "notify_msg": "success"}))
                 }
                 _ => {
-                    tracing::warn!(%peer, "handshake: notify without string `name` and `notify_msg`");
+                    if let Some(left_out) = MALFORMED_LOG.allow() {
+                        tracing::warn!(
+                            %peer,
+                            "handshake: notify without string `name` and `notify_msg` ({left_out} more since the last line)"
+                        );
+                    }
                     None
                 }
             }

@@ -32,8 +32,10 @@ use tokio::task::JoinHandle;
 
 pub use table::{MetadataTable, PutOutcome};
 
+use crate::metadata::conns::{self, ConnLimits, ConnTable};
 use crate::runtime::RuntimeGuard;
-use listener::{BoundedListener, Connections};
+use listener::BoundedListener;
+pub use listener::serve_bounded;
 use routes::App;
 
 /// The path both Mooncake servers serve the store at.
@@ -45,6 +47,19 @@ pub const WHEEL_MAX_BODY_BYTES: usize = 1 << 20;
 /// Our limit for [`Flavour::MasterEmbedded`], which has none of its own (it took 64 MiB when
 /// measured): 16 MiB, far above any segment descriptor.
 pub const MASTER_MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Connections open at once by default (`MC_HTTP_METADATA_MAX_CONNECTIONS` overrides it): far
+/// above the engines of a cluster (each holds at most a few at a time), small beside a
+/// process's descriptors. At the cap, the oldest idle connection is closed for each new one.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// The variable that overrides [`MAX_CONNECTIONS`] (also for the master's admin HTTP port).
+pub const MAX_CONNECTIONS_ENV: &str = "MC_HTTP_METADATA_MAX_CONNECTIONS";
+/// How long a client has to deliver a request, counted from accept or from its first byte after
+/// an answer (hyper's own header deadline is 30 s, and aiohttp's is none).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A keep-alive connection with no request this long after an answer is closed (aiohttp's
+/// keep-alive timeout).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// How long stopping waits for requests in progress before closing their connections.
 const STOP_GRACE: Duration = Duration::from_millis(500);
@@ -68,11 +83,14 @@ pub struct ServerOptions {
     /// The longest PUT body accepted; longer ones get 413 and are not read to their end.
     /// Default: [`WHEEL_MAX_BODY_BYTES`] for `Standalone`, [`MASTER_MAX_BODY_BYTES`] otherwise.
     pub max_body_bytes: usize,
-    /// Connections served at once; further ones wait in the listen backlog. Default 1024.
+    /// Connections open at once; at the cap each new one sheds the oldest idle one (see
+    /// `listener`). Default [`MAX_CONNECTIONS`], or `MC_HTTP_METADATA_MAX_CONNECTIONS`.
     pub max_connections: usize,
-    /// A connection that moves no byte for this long is closed (aiohttp's keep-alive timeout,
-    /// 75 s, by default).
+    /// A connection idle this long after an answer is closed ([`IDLE_TIMEOUT`] by default).
     pub idle_timeout: Duration,
+    /// A request not delivered within this long (from accept, or from its first byte) closes
+    /// its connection ([`REQUEST_TIMEOUT`] by default).
+    pub request_timeout: Duration,
 }
 
 impl ServerOptions {
@@ -82,7 +100,13 @@ impl ServerOptions {
             Flavour::Standalone => WHEEL_MAX_BODY_BYTES,
             Flavour::MasterEmbedded => MASTER_MAX_BODY_BYTES,
         };
-        ServerOptions { flavour, max_body_bytes, max_connections: 1024, idle_timeout: Duration::from_secs(75) }
+        ServerOptions {
+            flavour,
+            max_body_bytes,
+            max_connections: conns::env_cap(MAX_CONNECTIONS_ENV, MAX_CONNECTIONS),
+            idle_timeout: IDLE_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
+        }
     }
 }
 
@@ -98,7 +122,7 @@ pub struct HttpMetadataServer {
     local_addr: SocketAddr,
     flavour: Flavour,
     table: Arc<MetadataTable>,
-    connections: Arc<Connections>,
+    connections: Arc<ConnTable>,
     stop_tx: Option<oneshot::Sender<()>>,
     serve: Option<JoinHandle<()>>,
     sweeper: Option<JoinHandle<()>>,
@@ -132,10 +156,14 @@ impl HttpMetadataServer {
             let _enter = handle.enter();
             tokio::net::TcpListener::from_std(std_listener)?
         };
-        let connections = Arc::new(Connections::new());
-        let listener = BoundedListener::new(listener, Arc::clone(&connections), options.max_connections);
+        let limits = ConnLimits {
+            max_connections: options.max_connections,
+            request_timeout: Some(options.request_timeout),
+            idle_timeout: Some(options.idle_timeout),
+        };
+        let connections = Arc::new(ConnTable::new("http metadata server", limits));
+        let listener = BoundedListener::new(listener, Arc::clone(&connections));
         let flavour = options.flavour;
-        let idle = options.idle_timeout;
         let app = Arc::new(App { options, table: Arc::clone(&table) });
         let router = axum::Router::new().fallback(routes::handle).with_state(app);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -148,11 +176,10 @@ impl HttpMetadataServer {
         });
         let sweeper = {
             let connections = Arc::clone(&connections);
-            let period = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
             handle.spawn(async move {
                 loop {
-                    tokio::time::sleep(period).await;
-                    connections.shut_down_idle(idle);
+                    tokio::time::sleep(connections.sweep_period()).await;
+                    connections.sweep();
                 }
             })
         };

@@ -1,8 +1,11 @@
 //! Frames over the dummy's unix socket (the master protocol's framing, `crate::proto`), with an
 //! optional memfd attached: a frame is sent in one piece so that the fd travels with its first
 //! bytes, and its header is read by [`fd_passing::receive`], which collects the fd.
+//!
+//! The body is read as the master protocol's is ([`proto::read_body`]): the announced length is
+//! checked against `MAX_FRAME` and the buffer grows only with the bytes received, so a dummy
+//! announcing 64 MiB and sending one byte costs its server one 64 KiB chunk.
 
-use std::io::Read;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
@@ -32,8 +35,6 @@ pub fn receive<T: DeserializeOwned>(
     let mut header = [0u8; 4];
     let fd = fd_passing::receive(stream, &mut header)?;
     let len = proto::frame_len(header)?;
-    scratch.clear();
-    scratch.resize(len, 0);
-    stream.read_exact(scratch)?;
+    proto::read_body(stream, len, scratch)?;
     Ok((proto::decode(scratch)?, fd))
 }
