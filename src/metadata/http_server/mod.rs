@@ -320,3 +320,16 @@ fn bind_listener(bind: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
+
+/// Answers one request as a server with `options` and `table` would, without a socket: the
+/// entry point of the fuzz target `http_metadata` (`fuzz/`), which drives the routing, the key
+/// parsing and the body limits with arbitrary methods, paths, queries and bodies. Must be
+/// awaited inside a tokio runtime (a refused body is drained by a spawned task).
+#[doc(hidden)]
+pub async fn answer_for_fuzzing(
+    options: ServerOptions,
+    table: Arc<MetadataTable>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    routes::handle(axum::extract::State(Arc::new(App { options, table })), request).await
+}
