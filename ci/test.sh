@@ -77,6 +77,9 @@ if timeout 180 rustup toolchain install "$msrv" --profile minimal; then
 else
   echo "SKIP: rustup could not fetch Rust $msrv here; the rust-version check did not run"
 fi
+step "fuzz targets (nightly, cargo-fuzz): each built and run a few seconds on its corpus"
+# docs/RELIABILITY.md "Fuzzing": the long campaign runs outside CI (fuzz/campaign.sh).
+bash ci/test-fuzz.sh
 # The default build links no etcd or redis client (they are cargo features).
 deps=$(cargo tree -e normal --prefix none)
 if grep -E '^(etcd-client|redis|tonic) ' <<<"$deps"; then echo "FAIL: the default build depends on the above"; exit 1; fi
@@ -102,8 +105,22 @@ MOONCAKE_REQUIRE_SERVERS=1 CARGO_TARGET_DIR=$MOONCAKE_FEATURES_TARGET \
 step "RDMA in the soft-RoCE guest (two NICs, two NUMA nodes)"
 MOONCAKE_REQUIRE_RDMA=1 bash ci/test-rdma.sh
 
+# The reliability suite (issue 18) mostly waits (idle gaps, progress timeouts): it runs in the
+# background from here, after the last rebuild of target/release (ci/test-rdma.sh's), and is
+# waited for at the end.
+rel_log=$PWD/target/ci-logs/reliability.log
+bash ci/test-reliability.sh >"$rel_log" 2>&1 &
+rel_pid=$!
+
 step "C and C++ programs"
 bash ci/test-c.sh target/release include
+
+# ASan (nightly library, gcc's libasan) and Valgrind over the same C programs: the ASan build is
+# its own target dir and the Valgrind runs mostly wait, so this runs beside the steps below.
+san_log=$PWD/target/ci-logs/sanitizers.log
+bash ci/test-sanitizers.sh >"$san_log" 2>&1 &
+san_pid=$!
+trap 'kill "$roots_pid" "$rel_pid" "$san_pid" 2>/dev/null || true' EXIT
 
 step "packaging: install, CMake, pkg-config"
 bash ci/test-packaging.sh target/release
@@ -124,5 +141,12 @@ step "the wheels in Debian 11 (glibc 2.31, Python 3.9): two processes move bytes
 bash ci/test-wheel-debian11.sh dist
 step "container image (buildah, Dockerfile): mooncake_master --version and a put/get in it"
 bash ci/test-container.sh dist
+
+step "the reliability suite (in the background since the RDMA step)"
+wait "$rel_pid" || { tail -n 80 "$rel_log"; echo "FAIL: ci/test-reliability.sh"; exit 1; }
+tail -n 3 "$rel_log"
+step "sanitizers: ASan and Valgrind (in the background since the C step)"
+wait "$san_pid" || { tail -n 80 "$san_log"; echo "FAIL: ci/test-sanitizers.sh"; exit 1; }
+tail -n 15 "$san_log"
 
 step "all tests passed"
