@@ -1,6 +1,9 @@
 //! Socket I/O straight between a TCP socket and raw memory (registered regions), without
-//! building Rust slices over memory the program owns. Blocking sockets; `SO_RCVTIMEO` /
-//! `SO_SNDTIMEO` bound every call, so "no progress for the timeout" surfaces as `TimedOut`.
+//! building Rust slices over memory the program owns. The initiator's lanes use blocking
+//! sockets, where `SO_RCVTIMEO` / `SO_SNDTIMEO` bound every call, so "no progress for the
+//! timeout" surfaces as `TimedOut`; the data server (`conn.rs`) calls [`vectored_fd`] on its
+//! non-blocking sockets and waits for readiness itself. Either way the kernel copies, so a
+//! page that is not accessible is an `EFAULT` error rather than a fault.
 
 use std::io::{Error, ErrorKind, Result};
 use std::net::TcpStream;
