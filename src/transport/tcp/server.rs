@@ -1,8 +1,9 @@
 //! The TCP data server: answers Mooncake's data protocol on the engine's data port.
 //!
-//! Event-driven: a tokio runtime of its own with a bounded number of worker threads
-//! ([`ServerLimits::threads`], `MC_TCP_SERVER_THREADS`, default the core count up to 16) serves
-//! any number of connections, one task per connection (`conn.rs`). Connections carry requests
+//! Event-driven: a bounded number of worker threads ([`ServerLimits::threads`],
+//! `MC_TCP_SERVER_THREADS`, default the core count up to 16), each running a single-threaded
+//! tokio runtime of its own, serve any number of connections, one task per connection
+//! (`conn.rs`), dealt round-robin by the acceptor (a task of the first worker). Connections carry requests
 //! strictly one after another (`wire.md` §4.3); one that opens with our hello speaks our framing
 //! from then on (`framed_server.rs`). Payloads move with raw non-blocking `recvmsg`/`sendmsg`
 //! straight between the socket and registered memory whenever the socket is ready, so nothing
@@ -138,8 +139,13 @@ pub(super) struct Shared {
 pub struct DataServer {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Tells every worker to drop its connections and end.
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
 }
+
+/// A connection handed from the acceptor to the worker that will serve it.
+type Handoff = (std::net::TcpStream, SocketAddr, u64, Arc<ConnCtl>);
 
 impl DataServer {
     /// Serves `listener` (already bound), checking requests against `memory`, with the limits
@@ -152,6 +158,10 @@ impl DataServer {
         DataServer::start_with(listener, memory, progress_timeout, ServerLimits::from_env())
     }
 
+    /// Each worker thread runs a single-threaded tokio runtime of its own (its own epoll):
+    /// a connection stays on the worker that accepted it, and a readiness event wakes exactly
+    /// the thread that serves it, as a blocking `recv` would, without a hand-off between
+    /// threads. The acceptor is a task of the first worker and deals connections round-robin.
     pub fn start_with(
         listener: TcpListener,
         memory: Arc<dyn TargetMemory>,
@@ -160,14 +170,6 @@ impl DataServer {
     ) -> std::io::Result<DataServer> {
         let local_addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(limits.threads.max(1))
-            // Nothing here blocks; one thread is the most tokio may ever start for it.
-            .max_blocking_threads(1)
-            .thread_name("mc-tcp-srv")
-            .enable_io()
-            .enable_time()
-            .build()?;
         let shared = Arc::new(Shared {
             memory,
             stopping: AtomicBool::new(false),
@@ -182,12 +184,67 @@ impl DataServer {
             fault_warnings: LogLimit::new(Duration::from_secs(1)),
             cap_warnings: LogLimit::new(Duration::from_secs(10)),
         });
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let n = limits.threads.max(1);
+        let mut runtimes = Vec::with_capacity(n);
+        for _ in 0..n {
+            runtimes.push(tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?);
+        }
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..n).map(|_| tokio::sync::mpsc::unbounded_channel::<Handoff>()).unzip();
         let listener = {
-            let _in_runtime = runtime.enter();
+            let _in_runtime = runtimes[0].enter();
             tokio::net::TcpListener::from_std(listener)?
         };
-        runtime.spawn(accept_loop(listener, shared.clone()));
-        Ok(DataServer { local_addr, shared, runtime: Some(runtime) })
+        let mut acceptor = Some(accept_loop(listener, shared.clone(), senders));
+        let mut workers = Vec::with_capacity(n);
+        for (i, (rt, mut rx)) in runtimes.into_iter().zip(receivers).enumerate() {
+            let shared = shared.clone();
+            let mut stop_rx = stop_rx.clone();
+            let acceptor = acceptor.take();
+            let spawned = std::thread::Builder::new().name("mc-tcp-srv".into()).spawn(move || {
+                rt.block_on(async {
+                    if let Some(a) = acceptor {
+                        tokio::spawn(a);
+                    }
+                    loop {
+                        tokio::select! {
+                            _ = stop_rx.changed() => break,
+                            handoff = rx.recv() => {
+                                let Some((stream, peer, id, ctl)) = handoff else { break };
+                                let shared = shared.clone();
+                                let stream = match tokio::net::TcpStream::from_std(stream) {
+                                    Ok(s) => s,
+                                    Err(e) => {
+                                        tracing::debug!(%peer, "tcp data server: cannot register connection: {e}");
+                                        shared.conns.lock().remove(&id);
+                                        continue;
+                                    }
+                                };
+                                tokio::spawn(async move {
+                                    super::conn::serve(stream, peer, &shared, &ctl).await;
+                                    shared.conns.lock().remove(&id);
+                                });
+                            }
+                        }
+                    }
+                });
+                // Dropping the runtime drops every connection's task: sockets close, leases go.
+                drop(rt);
+            });
+            match spawned {
+                Ok(t) => workers.push(t),
+                Err(e) => {
+                    let _ = stop.send(true);
+                    for t in workers {
+                        let _ = t.join();
+                    }
+                    tracing::warn!(worker = i, "tcp data server: cannot start a worker thread: {e}");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(DataServer { local_addr, shared, stop: Some(stop), workers })
     }
 
     pub fn port(&self) -> u16 {
@@ -219,21 +276,13 @@ impl DataServer {
     }
 
     /// Closes the listener and every connection (their tasks are dropped, which closes the
-    /// sockets and drops the leases) and stops the worker threads.
+    /// sockets and drops the leases) and joins the worker threads.
     pub fn stop(&mut self) {
-        let Some(runtime) = self.runtime.take() else { return };
+        let Some(stop) = self.stop.take() else { return };
         self.shared.stopping.store(true, Ordering::SeqCst);
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Stopped from inside some runtime's task: waiting here would block it. Stop from
-            // a plain thread instead, and wait for it.
-            let stopper = std::thread::Builder::new()
-                .name("mc-tcp-stop".into())
-                .spawn(move || runtime.shutdown_timeout(Duration::from_secs(5)));
-            if let Ok(t) = stopper {
-                let _ = t.join();
-            }
-        } else {
-            runtime.shutdown_timeout(Duration::from_secs(5));
+        let _ = stop.send(true);
+        for t in self.workers.drain(..) {
+            let _ = t.join();
         }
         self.shared.conns.lock().clear();
     }
@@ -245,7 +294,11 @@ impl Drop for DataServer {
     }
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    workers: Vec<tokio::sync::mpsc::UnboundedSender<Handoff>>,
+) {
     let mut next_id = 0u64;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -262,18 +315,21 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        if let Err(e) = tune(&stream, shared.progress_timeout) {
-            tracing::debug!(%peer, "tcp data server: cannot set up connection: {e}");
-            continue;
-        }
+        let stream = match tune(&stream, shared.progress_timeout).and_then(|()| stream.into_std()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, "tcp data server: cannot set up connection: {e}");
+                continue;
+            }
+        };
         let Some(ctl) = admit(&shared, next_id, peer) else { continue };
         let id = next_id;
         next_id += 1;
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            super::conn::serve(stream, peer, &shared, &ctl).await;
+        let worker = &workers[(id % workers.len() as u64) as usize];
+        if worker.send((stream, peer, id, ctl)).is_err() {
             shared.conns.lock().remove(&id);
-        });
+            return; // stopping
+        }
     }
 }
 
