@@ -4,13 +4,18 @@
 //! spanning two adjacent registrations is refused, as Mooncake's server refuses it). Every
 //! region carries a drain lock: incoming accesses hold a read lease while they move bytes, and
 //! unregistering removes the region first, then waits for those leases, so no access can land
-//! after `unregisterLocalMemory` returns.
+//! after `unregisterLocalMemory` returns. Before it waits, it marks the region revoked
+//! ([`crate::transport::memory::revoke`]): a holder that a peer can hold up (the TCP data server
+//! receiving a trickled write) then gets its progress timeout as a hard deadline, after which it
+//! closes that connection and drops the lease, so unregistering returns within that bound.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use parking_lot::RwLock;
 
+use crate::transport::memory::revoke;
 use crate::transport::{MemoryLease, TargetMemory};
 
 /// One registered region.
@@ -26,6 +31,8 @@ pub struct Region {
     /// Only remotely accessible regions are published and served to peers.
     pub remote_accessible: bool,
     drain: Arc<RwLock<()>>,
+    /// Set when unregistering starts (see the module documentation).
+    revoked: Arc<AtomicBool>,
 }
 
 impl Region {
@@ -37,6 +44,7 @@ impl Region {
             resolved_location: location.to_string(),
             remote_accessible,
             drain: Arc::new(RwLock::new(())),
+            revoked: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -115,7 +123,8 @@ impl RegionTable {
     pub fn remove(&self, addr: u64) -> Result<Arc<Region>, RegionError> {
         let region = self.by_addr.write().remove(&addr).ok_or(RegionError::NotRegistered(addr))?;
         // Leases are only taken under the map's read lock, so none can start after the removal;
-        // this waits for the ones already held.
+        // this waits for the ones already held (told to hurry up first).
+        revoke(&region.revoked);
         drop(region.drain.write());
         Ok(region)
     }
@@ -129,6 +138,9 @@ impl RegionTable {
             }
             addrs.iter().filter_map(|a| map.remove(a)).collect()
         };
+        for r in &removed {
+            revoke(&r.revoked);
+        }
         for r in removed {
             drop(r.drain.write());
         }
@@ -173,7 +185,7 @@ impl TargetMemory for RegionTable {
         if !region.remote_accessible || !region.contains(addr, len) {
             return None;
         }
-        Some(MemoryLease::new(region.drain.read_arc()))
+        Some(MemoryLease::revocable(region.drain.read_arc(), region.revoked.clone()))
     }
 
     fn vouches_for(&self, addr: u64, len: u64) -> bool {

@@ -1,21 +1,54 @@
 //! The target side's view of registered memory: a request may touch memory only through a
 //! [`MemoryLease`] on one registered, remotely accessible region.
 
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use parking_lot::RawRwLock;
 use parking_lot::lock_api::ArcRwLockReadGuard;
 
 /// Proof that `[addr, addr + len)` lies inside one registered region, held while bytes move.
 /// Unregistering the region waits until every lease on it is dropped, so no byte lands in
 /// memory after `unregisterLocalMemory` has returned.
+///
+/// A lease may carry its region's revocation flag: unregistering sets it (and wakes
+/// [`revocations`]) before it waits, so a holder that could be held up by a peer (the TCP data
+/// server, a transfer that trickles) knows to finish within its deadline or give the lease up.
 pub struct MemoryLease {
     _guard: ArcRwLockReadGuard<RawRwLock, ()>,
+    revoked: Option<Arc<AtomicBool>>,
 }
 
 impl MemoryLease {
     /// Wraps the read guard of a region's drain lock.
     pub fn new(guard: ArcRwLockReadGuard<RawRwLock, ()>) -> MemoryLease {
-        MemoryLease { _guard: guard }
+        MemoryLease { _guard: guard, revoked: None }
     }
+
+    /// A lease on a region whose unregistration sets `revoked` (see [`revoke`]).
+    pub fn revocable(guard: ArcRwLockReadGuard<RawRwLock, ()>, revoked: Arc<AtomicBool>) -> MemoryLease {
+        MemoryLease { _guard: guard, revoked: Some(revoked) }
+    }
+
+    /// True once the region is being unregistered: the holder should end its access soon.
+    pub fn revoked(&self) -> bool {
+        self.revoked.as_ref().is_some_and(|r| r.load(Ordering::SeqCst))
+    }
+}
+
+/// Woken (`notify_waiters`) whenever a region is being unregistered. A holder of leases that
+/// waits on a peer enables a `notified()` future, then checks [`MemoryLease::revoked`], then
+/// waits: a revocation between the two is never missed.
+pub fn revocations() -> &'static tokio::sync::Notify {
+    static NOTIFY: OnceLock<tokio::sync::Notify> = OnceLock::new();
+    NOTIFY.get_or_init(tokio::sync::Notify::new)
+}
+
+/// Marks a region as being unregistered and wakes every holder waiting on [`revocations`].
+pub fn revoke(flag: &AtomicBool) {
+    flag.store(true, Ordering::SeqCst);
+    revocations().notify_waiters();
 }
 
 /// Looks up registered regions for incoming requests.

@@ -1,97 +1,88 @@
 //! The data server's side of our framing (`frame.rs`), on a connection whose first header was
-//! our hello.
+//! our hello; runs in the connection's task (`conn.rs`).
 //!
-//! The connection's thread reads one request frame at a time through a 64 KiB [`Reader`] (a
-//! small frame arrives with one `recv`, often together with the next one), takes a lease for
-//! every entry before a byte of its payload moves, receives all write payloads with vectored
-//! `recvmsg` straight into the leased memory, then answers with one vectored `sendmsg`: head,
-//! statuses and read data. Frames are served in order, so replies are; the initiator keeps
+//! Per frame: the 16-byte head, then the entry table (read into a buffer that grows with the
+//! bytes that arrive; head and table must be complete within the progress timeout of the head's
+//! first byte), a lease for every entry before a byte of its payload moves, the write payloads
+//! with non-blocking vectored `recvmsg` straight into the leased memory (never through a buffer
+//! of ours, so memory that faults is an `EFAULT`, not a crash), then one vectored `sendmsg`:
+//! head, statuses and read data. Frames are served in order, so replies are; the initiator keeps
 //! reading replies while it sends, so neither side's socket buffer can fill for good.
+//!
+//! Buffers live only while frames come: when the connection waits idle for the next head,
+//! they are freed, so an idle connection holds a few hundred bytes.
 
-use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 
+use tokio::time::Instant;
+
+use super::conn::Conn;
 use super::frame::{self, ENTRY_LEN, ENTRY_OK, ENTRY_REFUSED, Entry, HEAD_LEN, Head};
-use super::io::{Piece, Reader, send_all, vectored_all};
-use super::server::Shared;
+use super::io::{Piece, discard_sink};
 use crate::transport::MemoryLease;
 
-/// Receive buffer: holds the largest entry table (1024 entries) and many small frames.
-const READ_BUFFER: usize = 64 << 10;
-/// Where the payload of a refused write entry is received and dropped.
-const DISCARD: usize = 64 << 10;
-
-/// Buffers of one connection, reused frame after frame: no allocation per request.
+/// Buffers of one connection, reused while frames follow each other.
+#[derive(Default)]
 struct Scratch {
+    table: Vec<u8>,
     entries: Vec<Entry>,
     leases: Vec<Option<MemoryLease>>,
     pieces: Vec<Piece>,
     reply: Vec<u8>,
-    discard: Box<[u8]>,
 }
 
-/// Serves frames until the peer closes, a frame breaks the rules, or the server stops.
-pub(super) fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared, version: u32) {
+/// Serves frames until the peer closes, a frame breaks the rules, or the connection idles out.
+pub(super) async fn serve(conn: &Conn<'_>, version: u32) {
     let version = version.min(frame::FRAMING_VERSION);
-    if let Err(e) = send_all(stream, &frame::ack(version)) {
-        tracing::debug!(%peer, "tcp data server: cannot acknowledge framing: {e}");
+    if let Err(e) = conn.send_all(&frame::ack(version)).await {
+        tracing::debug!(peer = %conn.peer, "tcp data server: cannot acknowledge framing: {e}");
         return;
     }
-    let mut rd = Reader::new(READ_BUFFER);
-    let mut s = Scratch {
-        entries: Vec::new(),
-        leases: Vec::new(),
-        pieces: Vec::new(),
-        reply: Vec::new(),
-        discard: vec![0u8; DISCARD].into_boxed_slice(),
-    };
+    let mut s = Scratch::default();
+    let mut head = [0u8; HEAD_LEN];
     loop {
-        match rd.fill(stream, HEAD_LEN) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if shared.stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                continue; // idle connection
-            }
+        let deadline = match conn.recv_head(&mut head, &mut || s = Scratch::default()).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return,
             Err(e) => {
-                tracing::debug!(%peer, "tcp data server: framed connection ended: {e}");
+                conn.ended(&e);
                 return;
             }
-        }
-        if let Err(e) = serve_frame(stream, &mut rd, &mut s, shared, peer) {
+        };
+        if let Err(e) = serve_frame(conn, &head, deadline, &mut s).await {
             s.leases.clear();
-            if let Some(suppressed) = shared.warnings.allow() {
-                tracing::warn!(%peer, similar_since_last = suppressed, "tcp data server: bad or broken frame, closing connection: {e}");
+            if e.raw_os_error() == Some(libc::EFAULT) {
+                conn.fault(&e);
+            } else if e.kind() == std::io::ErrorKind::InvalidData
+                && let Some(suppressed) = conn.shared.warnings.allow()
+            {
+                tracing::warn!(peer = %conn.peer, similar_since_last = suppressed, "tcp data server: bad frame, closing connection: {e}");
+            } else {
+                conn.ended(&e);
             }
             return;
         }
     }
 }
 
-fn serve_frame(
-    stream: &TcpStream,
-    rd: &mut Reader,
+async fn serve_frame(
+    conn: &Conn<'_>,
+    head: &[u8; HEAD_LEN],
+    deadline: Instant,
     s: &mut Scratch,
-    shared: &Shared,
-    peer: SocketAddr,
 ) -> std::io::Result<()> {
-    let head = Head::decode(&rd.buffered()[..HEAD_LEN]);
+    let head = Head::decode(head);
     let count = head.check(frame::REQUEST_MAGIC)?;
-    rd.consume(HEAD_LEN);
-    let table = count * ENTRY_LEN;
-    if !rd.fill(stream, table)? {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "peer closed inside a frame"));
-    }
+    s.table.clear();
+    conn.recv_grow(&mut s.table, count * ENTRY_LEN, deadline).await?;
     s.entries.clear();
-    for chunk in rd.buffered()[..table].chunks_exact(ENTRY_LEN) {
+    for chunk in s.table.chunks_exact(ENTRY_LEN) {
         s.entries.push(Entry::decode(chunk)?);
     }
-    rd.consume(table);
     frame::check_totals(&s.entries)?;
 
     // Leases first, for every entry: nothing lands before its range was checked.
+    let shared = conn.shared;
     s.leases.clear();
     s.leases.extend(s.entries.iter().map(|e| shared.memory.lease(e.addr, e.len)));
     s.reply.clear();
@@ -103,6 +94,7 @@ fn serve_frame(
         s.reply.push(if lease.is_some() { ENTRY_OK } else { ENTRY_REFUSED });
     }
     s.pieces.clear();
+    let sink = discard_sink();
     for (e, lease) in s.entries.iter().zip(&s.leases) {
         if !e.write || e.len == 0 {
             continue;
@@ -112,15 +104,20 @@ fn serve_frame(
         } else {
             let mut left = e.len as usize;
             while left > 0 {
-                let n = left.min(DISCARD);
-                s.pieces.push(Piece { ptr: s.discard.as_mut_ptr() as usize, len: n });
+                let n = left.min(sink.len);
+                s.pieces.push(Piece { ptr: sink.ptr, len: n });
                 left -= n;
             }
         }
     }
-    // SAFETY: each piece is either a range a lease proves registered (and keeps registered
-    // while `s.leases` holds it) or inside `s.discard`.
-    unsafe { rd.read_into(stream, &s.pieces)? };
+    {
+        let leases = &s.leases;
+        let revoked = || leases.iter().flatten().any(|l| l.revoked());
+        // SAFETY: each piece is either a range a lease proves registered (and keeps registered
+        // while `s.leases` holds it) or the discard sink; the kernel writes them (`recvmsg`), so
+        // a page unmapped or protected since registration is an EFAULT.
+        unsafe { conn.move_pieces(false, &s.pieces, &revoked) }.await?;
+    }
     for (e, lease) in s.entries.iter().zip(s.leases.iter_mut()) {
         if e.write {
             lease.take(); // the bytes are stored: unregistering need not wait for the reply
@@ -137,7 +134,7 @@ fn serve_frame(
         shared.refused.fetch_add(refused, Ordering::Relaxed);
         if let Some(suppressed) = shared.warnings.allow() {
             tracing::warn!(
-                %peer,
+                peer = %conn.peer,
                 refused,
                 entries = count,
                 similar_since_last = suppressed,
@@ -145,8 +142,13 @@ fn serve_frame(
             );
         }
     }
-    // SAFETY: the reply buffer is live; each read piece is a range its lease keeps registered.
-    let sent = unsafe { vectored_all(stream, true, &s.pieces) };
+    let sent = {
+        let leases = &s.leases;
+        let revoked = || leases.iter().flatten().any(|l| l.revoked());
+        // SAFETY: the reply buffer lives across the call; each read piece is a range its lease
+        // keeps registered (read by the kernel: EFAULT where no longer accessible).
+        unsafe { conn.move_pieces(true, &s.pieces, &revoked) }.await
+    };
     s.leases.clear();
     sent
 }

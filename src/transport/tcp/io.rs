@@ -1,6 +1,9 @@
 //! Socket I/O straight between a TCP socket and raw memory (registered regions), without
-//! building Rust slices over memory the program owns. Blocking sockets; `SO_RCVTIMEO` /
-//! `SO_SNDTIMEO` bound every call, so "no progress for the timeout" surfaces as `TimedOut`.
+//! building Rust slices over memory the program owns. The initiator's lanes use blocking
+//! sockets, where `SO_RCVTIMEO` / `SO_SNDTIMEO` bound every call, so "no progress for the
+//! timeout" surfaces as `TimedOut`; the data server (`conn.rs`) calls [`vectored_fd`] on its
+//! non-blocking sockets and waits for readiness itself. Either way the kernel copies, so a
+//! page that is not accessible is an `EFAULT` error rather than a fault.
 
 use std::io::{Error, ErrorKind, Result};
 use std::net::TcpStream;
@@ -116,6 +119,17 @@ pub fn send_all(sock: &TcpStream, buf: &[u8]) -> Result<()> {
     unsafe { send_head_and_raw(sock, buf, 0, 0) }
 }
 
+/// Whether an idle connection is still usable: the peer has neither closed it (end of stream)
+/// nor reset it, and sent nothing unasked. One non-blocking `MSG_PEEK`.
+pub fn still_open(sock: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: `byte` is valid for writes of one byte; MSG_PEEK leaves the stream as it is.
+    let n = unsafe {
+        libc::recv(sock.as_raw_fd(), &mut byte as *mut u8 as *mut libc::c_void, 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    n < 0 && matches!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR))
+}
+
 /// Reads an 8-byte frame that may already be waiting, without blocking. Used after a failed
 /// send to tell a v2 rejection (the server refused the header and closed) from a broken link.
 pub fn try_recv_frame_now(sock: &TcpStream) -> Option<[u8; 8]> {
@@ -164,6 +178,16 @@ impl Cursor {
     }
 }
 
+/// A process-wide sink for payload bytes that are received only to be dropped (a refused write
+/// entry of our framing): `len` bytes at the returned address. Only the kernel ever writes
+/// there (`recvmsg`), nothing reads it, so connections may share it.
+pub fn discard_sink() -> Piece {
+    const LEN: usize = 64 << 10;
+    static SINK: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let ptr = *SINK.get_or_init(|| Box::leak(vec![0u8; LEN].into_boxed_slice()).as_mut_ptr() as usize);
+    Piece { ptr, len: LEN }
+}
+
 /// `IOV_MAX` on Linux: the most pieces one `sendmsg`/`recvmsg` takes.
 const IOV_MAX: usize = 1024;
 
@@ -207,6 +231,23 @@ pub unsafe fn vectored(
     cur: &mut Cursor,
     dontwait: bool,
 ) -> Result<Moved> {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { vectored_fd(sock.as_raw_fd(), send, pieces, cur, dontwait) }
+}
+
+/// [`vectored`] on a raw socket descriptor (the data server's non-blocking tokio sockets). A
+/// piece the kernel finds unmapped or inaccessible fails the call with `EFAULT`: the process
+/// never touches such memory itself.
+///
+/// # Safety
+/// As for [`vectored`].
+pub unsafe fn vectored_fd(
+    fd: std::os::fd::RawFd,
+    send: bool,
+    pieces: &[Piece],
+    cur: &mut Cursor,
+    dontwait: bool,
+) -> Result<Moved> {
     let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; IOV_MAX];
     let count = fill_iov(pieces, cur, &mut iov);
     if count == 0 {
@@ -219,7 +260,6 @@ pub unsafe fn vectored(
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = iov.as_mut_ptr();
         msg.msg_iovlen = count;
-        let fd = sock.as_raw_fd();
         // SAFETY: `msg` refers to live iovecs over memory the caller vouches for.
         let n = unsafe {
             if send { libc::sendmsg(fd, &msg, flags | libc::MSG_NOSIGNAL) } else { libc::recvmsg(fd, &mut msg, flags) }

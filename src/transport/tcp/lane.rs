@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::io::{recv_exact_raw, recv_frame, send_all, send_head_and_raw, try_recv_frame_now};
+use super::io::{self, recv_exact_raw, recv_frame, send_all, send_head_and_raw, try_recv_frame_now};
 use super::wire::{self, Header, Status};
 use crate::transport::log_limit::LogLimit;
 use crate::transport::{LinkInfo, Opcode, Slice};
@@ -286,6 +286,12 @@ impl PeerLink {
     }
 
     fn run_slice(&self, id: usize, conn: &mut Option<TcpStream>, s: &Slice) -> Result<(), SliceError> {
+        // A pooled connection the target closed meanwhile (its idle deadline, or shed at its
+        // connection cap) is replaced before it carries a request, instead of failing it.
+        if conn.as_ref().is_some_and(|c| !io::still_open(c)) {
+            tracing::debug!(peer = %self.addr, "tcp target closed a pooled connection; reconnecting");
+            self.drop_connection(id, conn);
+        }
         if conn.is_none() {
             *conn = Some(self.connect(id)?);
         }

@@ -3,6 +3,7 @@
 //! per frame, several frames in flight), offered in our descriptors and used only when both ends
 //! are ours. The server tells the two apart by a connection's first header.
 
+mod conn;
 pub mod frame;
 mod framed_lane;
 mod framed_server;
@@ -126,6 +127,11 @@ impl TcpTransport {
     /// Connections the data server has open.
     pub fn server_connections(&self) -> usize {
         self.server.lock().connections()
+    }
+
+    /// Connections the data server closed or refused at its connection cap since start.
+    pub fn server_shed_connections(&self) -> u64 {
+        self.server.lock().shed_connections()
     }
 
     fn link(&self, addr: &PeerAddress) -> Option<Link> {

@@ -1,95 +1,257 @@
 //! The TCP data server: answers Mooncake's data protocol on the engine's data port.
 //!
-//! One acceptor thread, one thread per connection (connections carry requests strictly one after
-//! another, `wire.md` §4.3; a connection in our framing carries frames one after another, see
-//! `framed_server.rs`). Blocking threads rather than an event loop: a request's wake-up is the
-//! kernel's wake of the one thread blocked on that socket, nothing more. Every request is checked against the registered, remotely accessible
-//! regions before a byte moves; a refused request gets the v2 rejected frame (v1: nothing) and
-//! its connection is closed, while other connections go on.
+//! Event-driven: a bounded number of worker threads ([`ServerLimits::threads`],
+//! `MC_TCP_SERVER_THREADS`, default the core count up to 16), each running a single-threaded
+//! tokio runtime of its own, serve any number of connections, one task per connection
+//! (`conn.rs`), dealt round-robin by the acceptor (a task of the first worker). Connections carry requests
+//! strictly one after another (`wire.md` §4.3); one that opens with our hello speaks our framing
+//! from then on (`framed_server.rs`). Payloads move with raw non-blocking `recvmsg`/`sendmsg`
+//! straight between the socket and registered memory whenever the socket is ready, so nothing
+//! is copied in user space, and memory that faults (unmapped or protected after registration)
+//! fails the request with `EFAULT` instead of the process.
+//!
+//! Every request is checked against the registered, remotely accessible regions before a byte
+//! moves; a refused request gets the v2 rejected frame (v1: nothing) and its connection is
+//! closed, while other connections go on.
+//!
+//! Peers cannot hold the server:
+//! - **Idle deadline**: a connection with no request started for
+//!   [`ServerLimits::idle_timeout`] (`MC_TCP_SERVER_IDLE_TIMEOUT_SEC`, default 600 s, ten times
+//!   an initiator lane's idle exit, so that our lanes always leave first) is closed.
+//! - **Header deadline**: a request header (or a frame's head and entry table) whose first byte
+//!   arrived must be complete within the progress timeout (`MC_TCP_PROGRESS_TIMEOUT_SEC`).
+//! - **Progress deadline**: a payload that moves no byte for the progress timeout is cut off.
+//! - **Unregistering**: a connection holding a lease on a region being unregistered gets the
+//!   progress timeout as a hard deadline, then is closed and drops the lease, so
+//!   `unregisterLocalMemory` returns within that bound even while a peer trickles a write.
+//! - **Connection cap**: at [`ServerLimits::max_connections`] open connections
+//!   (`MC_TCP_SERVER_MAX_CONNECTIONS`, default 16384) the oldest idle connection is closed to
+//!   admit a new one (logged at most once per 10 s); only when none is idle is the new one
+//!   refused.
+//!
+//! An idle connection holds its task, its socket and a few hundred bytes: buffers are allocated
+//! when a frame's bytes arrive and released when the connection goes idle.
 
 use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::frame;
-use super::io::{recv_exact_raw, recv_frame, send_all, send_head_and_raw};
-use super::wire::{self, HEADER_LEN, Header};
 use crate::transport::TargetMemory;
 use crate::transport::log_limit::LogLimit;
 
-/// Connections served at once; more are closed at accept, so a peer cannot exhaust threads.
-const MAX_CONNECTIONS: usize = 1024;
+/// Default of [`ServerLimits::max_connections`]: far above any legitimate fan-in (hundreds of
+/// peers at 4 lanes each), low enough that the sockets' kernel memory stays bounded.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16384;
+/// Default of [`ServerLimits::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Most worker threads the default picks (a server moving bytes with system calls fills a NIC
+/// long before 16 cores).
+pub const DEFAULT_MAX_THREADS: usize = 16;
 
-struct Connection {
-    /// A second handle on the socket, to shut it down from `stop`; dropped by the connection's
-    /// thread when it ends, so that the socket closes at once (not when the thread is reaped).
-    stream: Option<TcpStream>,
-    thread: Option<JoinHandle<()>>,
+/// What the data server may use, read from the environment at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Worker threads serving every connection (`MC_TCP_SERVER_THREADS`, 1..=256).
+    pub threads: usize,
+    /// Open connections at most (`MC_TCP_SERVER_MAX_CONNECTIONS`, 1..=1048576).
+    pub max_connections: usize,
+    /// A connection with no request started for this long is closed
+    /// (`MC_TCP_SERVER_IDLE_TIMEOUT_SEC`, 1..=86400).
+    pub idle_timeout: Duration,
 }
 
-#[derive(Default)]
-struct Connections {
-    open: HashMap<u64, Connection>,
-    /// Ids of connections whose thread has ended, joined at the next accept.
-    ended: Vec<u64>,
+impl ServerLimits {
+    pub fn from_env() -> ServerLimits {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let default_threads = cores.clamp(1, DEFAULT_MAX_THREADS) as u64;
+        use crate::config::env_u64;
+        ServerLimits {
+            threads: env_u64("MC_TCP_SERVER_THREADS", default_threads, 1, 256) as usize,
+            max_connections: env_u64("MC_TCP_SERVER_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS as u64, 1, 1 << 20)
+                as usize,
+            idle_timeout: Duration::from_secs(env_u64(
+                "MC_TCP_SERVER_IDLE_TIMEOUT_SEC",
+                DEFAULT_IDLE_TIMEOUT.as_secs(),
+                1,
+                86_400,
+            )),
+        }
+    }
+}
+
+/// The server's view of one connection, for the cap: when it went idle, and a way to close it.
+pub(super) struct ConnCtl {
+    /// Milliseconds since the server started at which the connection went idle; `u64::MAX`
+    /// while a request is in progress.
+    idle_since: AtomicU64,
+    /// Set (and `shed` notified) when the server closes this idle connection for a new one.
+    pub(super) shed_flag: AtomicBool,
+    pub(super) shed: tokio::sync::Notify,
+}
+
+const BUSY: u64 = u64::MAX;
+
+impl ConnCtl {
+    fn new() -> ConnCtl {
+        ConnCtl {
+            idle_since: AtomicU64::new(BUSY),
+            shed_flag: AtomicBool::new(false),
+            shed: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub(super) fn set_idle(&self, shared: &Shared) {
+        let ms = shared.epoch.elapsed().as_millis() as u64;
+        self.idle_since.store(ms.min(BUSY - 1), Ordering::Relaxed);
+    }
+
+    pub(super) fn set_busy(&self) {
+        self.idle_since.store(BUSY, Ordering::Relaxed);
+    }
 }
 
 pub(super) struct Shared {
     pub(super) memory: Arc<dyn TargetMemory>,
     pub(super) stopping: AtomicBool,
-    conns: Mutex<Connections>,
-    progress_timeout: Duration,
+    pub(super) progress_timeout: Duration,
+    pub(super) limits: ServerLimits,
+    conns: Mutex<HashMap<u64, Arc<ConnCtl>>>,
+    epoch: Instant,
     pub(super) refused: AtomicU64,
     /// Connections that opened with our hello (`frame.rs`).
-    framed: AtomicU64,
+    pub(super) framed: AtomicU64,
+    /// Connections closed for the cap, or refused at it.
+    shed_count: AtomicU64,
     /// A peer can send refused requests in a loop: one warning per second is enough.
     pub(super) warnings: LogLimit,
+    /// Faults on registered memory (unmapped or protected after registration).
+    pub(super) fault_warnings: LogLimit,
+    /// Shedding at the cap, and accept failures.
+    cap_warnings: LogLimit,
 }
 
 /// A running data server. [`DataServer::stop`] (or drop) closes the listener and every
-/// connection and joins every thread.
+/// connection and stops every thread.
 pub struct DataServer {
     local_addr: SocketAddr,
-    listener: Arc<TcpListener>,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    /// Tells every worker to drop its connections and end.
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// A connection handed from the acceptor to the worker that will serve it.
+type Handoff = (std::net::TcpStream, SocketAddr, u64, Arc<ConnCtl>);
+
 impl DataServer {
-    /// Serves `listener` (already bound), checking requests against `memory`.
+    /// Serves `listener` (already bound), checking requests against `memory`, with the limits
+    /// of the environment ([`ServerLimits::from_env`]).
     pub fn start(
         listener: TcpListener,
         memory: Arc<dyn TargetMemory>,
         progress_timeout: Duration,
     ) -> std::io::Result<DataServer> {
+        DataServer::start_with(listener, memory, progress_timeout, ServerLimits::from_env())
+    }
+
+    /// Each worker thread runs a single-threaded tokio runtime of its own (its own epoll):
+    /// a connection stays on the worker that accepted it, and a readiness event wakes exactly
+    /// the thread that serves it, as a blocking `recv` would, without a hand-off between
+    /// threads. The acceptor is a task of the first worker and deals connections round-robin.
+    pub fn start_with(
+        listener: TcpListener,
+        memory: Arc<dyn TargetMemory>,
+        progress_timeout: Duration,
+        limits: ServerLimits,
+    ) -> std::io::Result<DataServer> {
         let local_addr = listener.local_addr()?;
-        let listener = Arc::new(listener);
+        listener.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
             memory,
             stopping: AtomicBool::new(false),
-            conns: Mutex::new(Connections::default()),
             progress_timeout,
+            limits,
+            conns: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
             refused: AtomicU64::new(0),
             framed: AtomicU64::new(0),
+            shed_count: AtomicU64::new(0),
             warnings: LogLimit::new(Duration::from_secs(1)),
+            fault_warnings: LogLimit::new(Duration::from_secs(1)),
+            cap_warnings: LogLimit::new(Duration::from_secs(10)),
         });
-        let acceptor = {
-            let (listener, shared) = (listener.clone(), shared.clone());
-            std::thread::Builder::new().name("mc-tcp-accept".into()).spawn(move || accept_loop(&listener, &shared))?
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let n = limits.threads.max(1);
+        let mut runtimes = Vec::with_capacity(n);
+        for _ in 0..n {
+            runtimes.push(tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?);
+        }
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..n).map(|_| tokio::sync::mpsc::unbounded_channel::<Handoff>()).unzip();
+        let listener = {
+            let _in_runtime = runtimes[0].enter();
+            tokio::net::TcpListener::from_std(listener)?
         };
-        Ok(DataServer { local_addr, listener, shared, acceptor: Some(acceptor) })
+        let mut acceptor = Some(accept_loop(listener, shared.clone(), senders));
+        let mut workers = Vec::with_capacity(n);
+        for (i, (rt, mut rx)) in runtimes.into_iter().zip(receivers).enumerate() {
+            let shared = shared.clone();
+            let mut stop_rx = stop_rx.clone();
+            let acceptor = acceptor.take();
+            let spawned = std::thread::Builder::new().name("mc-tcp-srv".into()).spawn(move || {
+                rt.block_on(async {
+                    if let Some(a) = acceptor {
+                        tokio::spawn(a);
+                    }
+                    loop {
+                        tokio::select! {
+                            _ = stop_rx.changed() => break,
+                            handoff = rx.recv() => {
+                                let Some((stream, peer, id, ctl)) = handoff else { break };
+                                let shared = shared.clone();
+                                let stream = match tokio::net::TcpStream::from_std(stream) {
+                                    Ok(s) => s,
+                                    Err(e) => {
+                                        tracing::debug!(%peer, "tcp data server: cannot register connection: {e}");
+                                        shared.conns.lock().remove(&id);
+                                        continue;
+                                    }
+                                };
+                                tokio::spawn(async move {
+                                    super::conn::serve(stream, peer, &shared, &ctl).await;
+                                    shared.conns.lock().remove(&id);
+                                });
+                            }
+                        }
+                    }
+                });
+                // Dropping the runtime drops every connection's task: sockets close, leases go.
+                drop(rt);
+            });
+            match spawned {
+                Ok(t) => workers.push(t),
+                Err(e) => {
+                    let _ = stop.send(true);
+                    for t in workers {
+                        let _ = t.join();
+                    }
+                    tracing::warn!(worker = i, "tcp data server: cannot start a worker thread: {e}");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(DataServer { local_addr, shared, stop: Some(stop), workers })
     }
 
     pub fn port(&self) -> u16 {
         self.local_addr.port()
     }
 
-    /// Requests refused since start (out-of-region and malformed).
+    /// Requests refused since start (out-of-region, malformed, or faulting memory).
     pub fn refused(&self) -> u64 {
         self.shared.refused.load(Ordering::Relaxed)
     }
@@ -101,24 +263,28 @@ impl DataServer {
 
     /// Number of open connections.
     pub fn connections(&self) -> usize {
-        self.shared.conns.lock().open.len()
+        self.shared.conns.lock().len()
     }
 
+    /// Connections closed or refused at the connection cap since start.
+    pub fn shed_connections(&self) -> u64 {
+        self.shared.shed_count.load(Ordering::Relaxed)
+    }
+
+    pub fn limits(&self) -> ServerLimits {
+        self.shared.limits
+    }
+
+    /// Closes the listener and every connection (their tasks are dropped, which closes the
+    /// sockets and drops the leases) and joins the worker threads.
     pub fn stop(&mut self) {
-        let Some(acceptor) = self.acceptor.take() else { return };
+        let Some(stop) = self.stop.take() else { return };
         self.shared.stopping.store(true, Ordering::SeqCst);
-        // Shutting a listening socket down wakes a blocked accept() on Linux.
-        let _ = socket2::SockRef::from(&*self.listener).shutdown(Shutdown::Both);
-        let _ = acceptor.join();
-        let open: Vec<Connection> = self.shared.conns.lock().open.drain().map(|(_, c)| c).collect();
-        for c in open.iter().filter_map(|c| c.stream.as_ref()) {
-            let _ = c.shutdown(Shutdown::Both);
+        let _ = stop.send(true);
+        for t in self.workers.drain(..) {
+            let _ = t.join();
         }
-        for mut c in open {
-            if let Some(t) = c.thread.take() {
-                let _ = t.join();
-            }
-        }
+        self.shared.conns.lock().clear();
     }
 }
 
@@ -128,132 +294,91 @@ impl Drop for DataServer {
     }
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    workers: Vec<tokio::sync::mpsc::UnboundedSender<Handoff>>,
+) {
     let mut next_id = 0u64;
     loop {
-        let accepted = listener.accept();
-        if shared.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        reap_ended(shared);
-        let (stream, peer) = match accepted {
+        let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!("tcp data server: accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(50));
+                // EMFILE and the like: wait a little rather than spin.
+                if let Some(suppressed) = shared.cap_warnings.allow() {
+                    tracing::warn!(similar_since_last = suppressed, "tcp data server: accept failed: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        next_id += 1;
-        if let Err(e) = start_connection(next_id, stream, peer, shared) {
-            tracing::warn!(%peer, "tcp data server: cannot serve connection: {e}");
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
         }
-    }
-}
-
-fn reap_ended(shared: &Shared) {
-    let finished: Vec<JoinHandle<()>> = {
-        let mut conns = shared.conns.lock();
-        let ended = std::mem::take(&mut conns.ended);
-        ended.into_iter().filter_map(|id| conns.open.remove(&id).and_then(|c| c.thread)).collect()
-    };
-    for t in finished {
-        let _ = t.join();
-    }
-}
-
-fn start_connection(id: u64, stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) -> std::io::Result<()> {
-    super::tune_data_socket(&stream, shared.progress_timeout)?;
-    let control = stream.try_clone()?;
-    let mut conns = shared.conns.lock();
-    if conns.open.len() >= MAX_CONNECTIONS {
-        return Err(std::io::Error::other(format!("{MAX_CONNECTIONS} connections already open")));
-    }
-    let worker_shared = shared.clone();
-    let thread = std::thread::Builder::new().name("mc-tcp-conn".into()).spawn(move || {
-        serve(&stream, peer, &worker_shared);
-        let mut conns = worker_shared.conns.lock();
-        if let Some(c) = conns.open.get_mut(&id) {
-            c.stream = None;
-        }
-        conns.ended.push(id);
-        drop(conns);
-        drop(stream); // the last handle: the peer sees the close now
-    })?;
-    conns.open.insert(id, Connection { stream: Some(control), thread: Some(thread) });
-    Ok(())
-}
-
-/// Serves requests on one connection until it closes, fails, or is refused. A connection that
-/// opens with our hello (`frame.rs`; a header Mooncake never sends) speaks our framing from then
-/// on; any other first header is a Mooncake request.
-fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
-    let mut head = [0u8; HEADER_LEN];
-    let mut first = true;
-    loop {
-        match recv_frame(stream, &mut head) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if shared.stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                continue; // idle pooled connection
-            }
+        let stream = match tune(&stream, shared.progress_timeout).and_then(|()| stream.into_std()) {
+            Ok(s) => s,
             Err(e) => {
-                tracing::debug!(%peer, "tcp data server: connection ended: {e}");
-                return;
+                tracing::debug!(%peer, "tcp data server: cannot set up connection: {e}");
+                continue;
             }
-        }
-        if std::mem::take(&mut first)
-            && let Some(version) = frame::parse_hello(&head)
-        {
-            shared.framed.fetch_add(1, Ordering::Relaxed);
-            super::framed_server::serve(stream, peer, shared, version);
-            return;
-        }
-        let h = Header::decode(&head);
-        if let Err(e) = serve_request(stream, &h, shared) {
-            if let Some(suppressed) = shared.warnings.allow() {
-                tracing::warn!(
-                    %peer,
-                    addr = format_args!("{:#x}", h.addr),
-                    size = h.size,
-                    write = h.write,
-                    similar_since_last = suppressed,
-                    "tcp data server: request failed, closing connection: {e}"
-                );
-            }
-            return;
+        };
+        let Some(ctl) = admit(&shared, next_id, peer) else { continue };
+        let id = next_id;
+        next_id += 1;
+        let worker = &workers[(id % workers.len() as u64) as usize];
+        if worker.send((stream, peer, id, ctl)).is_err() {
+            shared.conns.lock().remove(&id);
+            return; // stopping
         }
     }
 }
 
-fn serve_request(stream: &TcpStream, h: &Header, shared: &Shared) -> std::io::Result<()> {
-    let Some(lease) = shared.memory.lease(h.addr, h.size) else {
-        shared.refused.fetch_add(1, Ordering::Relaxed);
-        if h.v2 {
-            let _ = send_all(stream, &wire::status_frame(wire::STATUS_REJECTED));
+/// `TCP_NODELAY` and `TCP_USER_TIMEOUT` as on every data socket (`tune_data_socket`); the
+/// socket is non-blocking, so the timeouts of blocking calls do not apply.
+fn tune(stream: &tokio::net::TcpStream, progress_timeout: Duration) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    socket2::SockRef::from(stream).set_tcp_user_timeout(Some(progress_timeout))
+}
+
+/// Registers a new connection, shedding the oldest idle one at the cap; `None` when the cap is
+/// reached and none is idle (the new connection is then closed).
+fn admit(shared: &Shared, id: u64, peer: SocketAddr) -> Option<Arc<ConnCtl>> {
+    let mut conns = shared.conns.lock();
+    if conns.len() >= shared.limits.max_connections {
+        let oldest = conns
+            .iter()
+            .map(|(&id, c)| (c.idle_since.load(Ordering::Relaxed), id))
+            .filter(|&(since, _)| since != BUSY)
+            .min();
+        shared.shed_count.fetch_add(1, Ordering::Relaxed);
+        match oldest.and_then(|(_, victim)| conns.remove(&victim)) {
+            Some(victim) => {
+                victim.shed_flag.store(true, Ordering::SeqCst);
+                victim.shed.notify_one();
+                if let Some(suppressed) = shared.cap_warnings.allow() {
+                    tracing::warn!(
+                        max_connections = shared.limits.max_connections,
+                        similar_since_last = suppressed,
+                        "tcp data server: connection cap reached (MC_TCP_SERVER_MAX_CONNECTIONS): closing \
+                         the oldest idle connection to admit a new one"
+                    );
+                }
+            }
+            None => {
+                if let Some(suppressed) = shared.cap_warnings.allow() {
+                    tracing::warn!(
+                        %peer,
+                        max_connections = shared.limits.max_connections,
+                        similar_since_last = suppressed,
+                        "tcp data server: connection cap reached and no connection is idle: new \
+                         connection refused"
+                    );
+                }
+                return None;
+            }
         }
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            "range is not inside one registered, remotely accessible region; refused",
-        ));
-    };
-    if h.write {
-        // SAFETY: the lease proves `[addr, addr + size)` is a registered region of this process,
-        // and it stays registered while `lease` lives.
-        unsafe { recv_exact_raw(stream, h.addr as usize, h.size)? };
-        drop(lease);
-        if h.v2 {
-            send_all(stream, &wire::status_frame(wire::STATUS_OK))?;
-        }
-    } else {
-        let ok = wire::status_frame(wire::STATUS_OK);
-        let head: &[u8] = if h.v2 { &ok } else { &[] };
-        // SAFETY: as above, the leased range is valid for reads while `lease` lives.
-        unsafe { send_head_and_raw(stream, head, h.addr as usize, h.size)? };
-        drop(lease);
     }
-    Ok(())
+    let ctl = Arc::new(ConnCtl::new());
+    conns.insert(id, ctl.clone());
+    Some(ctl)
 }
