@@ -3,7 +3,7 @@
 
 Starts `SERVER --host 127.0.0.1 --port P`, opens N connections that send nothing, then does 5
 PUT+GET pairs on fresh connections (10 s timeout each) and prints how many succeeded and the
-slowest pair. Stops the server by its PID. Used for docs/reliability/i18-frames.md:
+slowest pair. Stops the server by its PID. Used for docs/RELIABILITY.md:
 
     python3 benches/held_connections.py target/release/mooncake_http_metadata_server 1100 4096
 """

@@ -2,7 +2,7 @@
 # Builds the fuzz targets of fuzz/ (cargo-fuzz, nightly) and runs each for a short time on its
 # committed corpus (fuzz/corpus/<target>/). A crash, a panic, a leak of the input's memory cap or
 # a hang fails the step and leaves the input in $MOONCAKE_FUZZ_WORK/artifacts/<target>/.
-# The long campaign is not run here: docs/reliability/i18-fuzz.md records it and its commands.
+# The long campaign is not run here: docs/RELIABILITY.md records it and its commands.
 #
 #   MOONCAKE_FUZZ_SECONDS   seconds per target (default 8; 10 targets)
 #   MOONCAKE_FUZZ_WORK      scratch directory (default ci/.work/fuzz): the corpus copies that

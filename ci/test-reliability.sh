@@ -12,7 +12,7 @@
 # The suite mostly waits (idle gaps, progress timeouts): it can run beside the other steps of
 # ci/test.sh once its `cargo build --release` and `cargo test --release` have run (then nothing
 # is compiled here). Wall time on a 2-core VM: about 5.5 minutes, of which about 1.5 minutes
-# of CPU (docs/reliability/i18-rel.md: the figures and their commands).
+# of CPU (docs/RELIABILITY.md: the figures and their commands).
 # Needs Mooncake's wheel (ci/setup-wheel.sh): MOONCAKE_REQUIRE_WHEEL=1 unless set otherwise.
 # Work files under target/reliability/.
 set -euo pipefail

@@ -3,7 +3,7 @@
 # default: no -jobs, no -fork), at the lowest priority, up to RUNS executions or its share of the time left before END (epoch
 # seconds; default: 45 min from now), starting from the committed corpus (fuzz/corpus/<t>,
 # only read) plus a scratch corpus that keeps what it finds (WORK/corpus/<t>). Logs and any
-# crashing input go to WORK. Prints one line per target for docs/reliability/i18-fuzz.md.
+# crashing input go to WORK. Prints one line per target for docs/RELIABILITY.md.
 #   fuzz/campaign.sh [targets...]     RUNS=10000000 END=<epoch> WORK=/tmp/mooncake-fuzz
 set -euo pipefail
 cd "$(dirname "$0")"

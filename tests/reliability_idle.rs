@@ -17,9 +17,8 @@
 //!   once: ours over our framing and over Mooncake's protocol, ours to Mooncake's wheel, and the
 //!   wheel to ours and to itself (the wheel's outcomes are printed as RESULT lines, not asserted).
 //!
-//! Two short cases are `#[ignore]`d: our Mooncake-protocol lane (`src/transport/tcp/lane.rs`)
-//! reuses a pooled connection the peer closed while idle, so the first batch after the gap
-//! fails (the fix is described in docs/reliability/i18-rel.md; `--include-ignored` shows it).
+//! The two short cases failed before our Mooncake-protocol lane checked a pooled connection
+//! before reuse (`src/transport/tcp/lane.rs`, landed with the event-driven server).
 //! With a 65 s gap our lanes have ended on their own (after 60 s idle) and the long case passes.
 //!
 //! Runs with `MOONCAKE_RELIABILITY=1` (ci/test-reliability.sh). Wall time: about 10 s for the
@@ -444,7 +443,6 @@ fn short_gap_ours_framed() {
 }
 
 #[test]
-#[ignore = "our Mooncake-protocol lane (src/transport/tcp/lane.rs) reuses a pooled connection the peer closed while idle: the first batch after the gap fails; fix described in docs/reliability/i18-rel.md"]
 fn short_gap_ours_mooncake_protocol() {
     if !enabled() {
         return;
@@ -453,7 +451,6 @@ fn short_gap_ours_mooncake_protocol() {
 }
 
 #[test]
-#[ignore = "our Mooncake-protocol lane (src/transport/tcp/lane.rs) reuses a pooled connection the peer closed while idle: the first batch after the gap fails; fix described in docs/reliability/i18-rel.md"]
 fn short_gap_ours_to_wheel() {
     if !enabled() {
         return;

@@ -401,7 +401,11 @@ fn the_connection_cap_sheds_the_oldest_idle_connection() {
 
 #[test]
 fn slow_headers_and_idle_connections_are_cut_off_and_initiators_reconnect() {
-    let mut t = Target::start(&[("MC_TCP_PROGRESS_TIMEOUT_SEC", "2"), ("MC_TCP_SERVER_IDLE_TIMEOUT_SEC", "3")]);
+    let mut t = Target::start(&[
+        ("MC_TCP_PROGRESS_TIMEOUT_SEC", "2"),
+        ("MC_TCP_SERVER_FIRST_REQUEST_TIMEOUT_SEC", "3"),
+        ("MC_TCP_SERVER_IDLE_TIMEOUT_SEC", "3"),
+    ]);
     let port = t.data_port;
     let main = t.main;
     // A Mooncake header and a framed head + table, one byte every 400 ms (about 10 s and 16 s
@@ -430,8 +434,9 @@ fn slow_headers_and_idle_connections_are_cut_off_and_initiators_reconnect() {
     init.both_protocols(&t);
     let sent = (mooncake.join().unwrap(), ours.join().unwrap());
     assert!(sent.0 < header.len() && sent.1 < framed.len(), "trickled headers were served whole: {sent:?}");
-    assert!(idle_mooncake.join().unwrap(), "an idle connection was not closed at the idle deadline");
-    // Our pooled connections were closed idle meanwhile too: the next transfers reconnect.
+    assert!(idle_mooncake.join().unwrap(), "a silent connection was not closed at the first-request deadline");
+    // Our pooled connections, which carried requests, were closed at the (set) idle deadline
+    // meanwhile: the next transfers reconnect.
     std::thread::sleep(Duration::from_secs(4));
     init.both_protocols(&t);
     t.ping();

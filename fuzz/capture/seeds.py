@@ -6,7 +6,7 @@ into seed inputs, one directory per fuzz target, in the input format each target
 
 Each input is named by the SHA-1 of its bytes (libFuzzer's naming); `cargo fuzz cmin`
 minimizes the result into fuzz/corpus/<target>/ (ci/test-fuzz.sh and
-docs/reliability/i18-fuzz.md say how).
+docs/RELIABILITY.md say how).
 """
 import argparse
 import glob

@@ -23,7 +23,7 @@ GAP_S = float(os.environ.get("RELIABILITY_IDLE_GAP_S", "65"))
 # Warm-up and the wheel's initiators: 64 blocks of 16 KiB. Our initiators' first batch after
 # the gap is 4,096 blocks of 4 KiB (the shape of the KV-cache batch in Mooncake's report of a
 # first transfer failing after a gap; the wheel refuses a batch of that many slices even
-# without a gap: its lane queue is full, see docs/reliability/i18-rel.md).
+# without a gap: its lane queue is full, see docs/RELIABILITY.md).
 SMALL = (64, 16 << 10)
 LARGE = (4096, 4 << 10)
 LEN = 33 << 20

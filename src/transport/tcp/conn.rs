@@ -9,6 +9,7 @@ use std::io::{Error, ErrorKind, Result};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -177,7 +178,10 @@ impl Conn<'_> {
             if self.ctl.shed_flag.load(Ordering::SeqCst) || self.shared.stopping.load(Ordering::Relaxed) {
                 return Ok(None);
             }
-            let idle = tokio::time::timeout(self.shared.limits.idle_timeout, async {
+            let limits = &self.shared.limits;
+            let limit = if self.ctl.spoke() { limits.idle_timeout } else { Some(limits.first_request_timeout) };
+            // No limit: a day at a time, which only the cap, the peer or stopping cuts short.
+            let idle = tokio::time::timeout(limit.unwrap_or(Duration::from_secs(86_400)), async {
                 tokio::select! {
                     biased;
                     r = self.stream.readable() => r.map(|_| true),
@@ -185,6 +189,9 @@ impl Conn<'_> {
                 }
             })
             .await;
+            if idle.is_err() && limit.is_none() {
+                continue;
+            }
             match idle {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => {
@@ -195,7 +202,7 @@ impl Conn<'_> {
                 Err(_) => {
                     tracing::debug!(
                         peer = %self.peer,
-                        idle_timeout_s = self.shared.limits.idle_timeout.as_secs(),
+                        idle_timeout_s = limit.map_or(0, |l| l.as_secs()),
                         "tcp data server: idle connection closed"
                     );
                     return Ok(None);

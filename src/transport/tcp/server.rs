@@ -15,9 +15,12 @@
 //! closed, while other connections go on.
 //!
 //! Peers cannot hold the server:
-//! - **Idle deadline**: a connection with no request started for
-//!   [`ServerLimits::idle_timeout`] (`MC_TCP_SERVER_IDLE_TIMEOUT_SEC`, default 600 s, ten times
-//!   an initiator lane's idle exit, so that our lanes always leave first) is closed.
+//! - **Idle deadlines**: a connection that has started no request within
+//!   [`ServerLimits::first_request_timeout`] of its accept (`MC_TCP_SERVER_FIRST_REQUEST_TIMEOUT_SEC`,
+//!   default 60 s) is closed. A connection that has carried requests is closed after
+//!   [`ServerLimits::idle_timeout`] of silence only when `MC_TCP_SERVER_IDLE_TIMEOUT_SEC` sets
+//!   one: Mooncake's initiators reuse pooled connections unchecked, so closing theirs would fail
+//!   their next transfer (ours reconnect). The connection cap bounds them instead.
 //! - **Header deadline**: a request header (or a frame's head and entry table) whose first byte
 //!   arrived must be complete within the progress timeout (`MC_TCP_PROGRESS_TIMEOUT_SEC`).
 //! - **Progress deadline**: a payload that moves no byte for the progress timeout is cut off.
@@ -46,8 +49,9 @@ use crate::transport::log_limit::LogLimit;
 /// Default of [`ServerLimits::max_connections`]: far above any legitimate fan-in (hundreds of
 /// peers at 4 lanes each), low enough that the sockets' kernel memory stays bounded.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16384;
-/// Default of [`ServerLimits::idle_timeout`].
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default of [`ServerLimits::first_request_timeout`]: initiators (ours and Mooncake's) send
+/// their first header right after connecting, so a minute of silence is no initiator.
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most worker threads the default picks (a server moving bytes with system calls fills a NIC
 /// long before 16 cores).
 pub const DEFAULT_MAX_THREADS: usize = 16;
@@ -59,9 +63,15 @@ pub struct ServerLimits {
     pub threads: usize,
     /// Open connections at most (`MC_TCP_SERVER_MAX_CONNECTIONS`, 1..=1048576).
     pub max_connections: usize,
-    /// A connection with no request started for this long is closed
-    /// (`MC_TCP_SERVER_IDLE_TIMEOUT_SEC`, 1..=86400).
-    pub idle_timeout: Duration,
+    /// A connection that has not started a request for this long since accept is closed
+    /// (`MC_TCP_SERVER_FIRST_REQUEST_TIMEOUT_SEC`, 1..=86400; default 60 s).
+    pub first_request_timeout: Duration,
+    /// A connection that has carried requests and then starts none for this long is closed
+    /// (`MC_TCP_SERVER_IDLE_TIMEOUT_SEC`, 1..=86400). Unset by default: Mooncake's initiators
+    /// reuse a pooled connection without checking it first, so closing one that a Mooncake peer
+    /// left idle would fail that peer's next transfer. Such connections cost a socket and a
+    /// few hundred bytes each; the connection cap sheds the oldest idle ones when it is reached.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl ServerLimits {
@@ -73,12 +83,14 @@ impl ServerLimits {
             threads: env_u64("MC_TCP_SERVER_THREADS", default_threads, 1, 256) as usize,
             max_connections: env_u64("MC_TCP_SERVER_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS as u64, 1, 1 << 20)
                 as usize,
-            idle_timeout: Duration::from_secs(env_u64(
-                "MC_TCP_SERVER_IDLE_TIMEOUT_SEC",
-                DEFAULT_IDLE_TIMEOUT.as_secs(),
+            first_request_timeout: Duration::from_secs(env_u64(
+                "MC_TCP_SERVER_FIRST_REQUEST_TIMEOUT_SEC",
+                DEFAULT_FIRST_REQUEST_TIMEOUT.as_secs(),
                 1,
                 86_400,
             )),
+            idle_timeout: std::env::var_os("MC_TCP_SERVER_IDLE_TIMEOUT_SEC")
+                .map(|_| Duration::from_secs(env_u64("MC_TCP_SERVER_IDLE_TIMEOUT_SEC", 600, 1, 86_400))),
         }
     }
 }
@@ -91,6 +103,8 @@ pub(super) struct ConnCtl {
     /// Set (and `shed` notified) when the server closes this idle connection for a new one.
     pub(super) shed_flag: AtomicBool,
     pub(super) shed: tokio::sync::Notify,
+    /// Set once the connection has started a request.
+    spoke: AtomicBool,
 }
 
 const BUSY: u64 = u64::MAX;
@@ -101,6 +115,7 @@ impl ConnCtl {
             idle_since: AtomicU64::new(BUSY),
             shed_flag: AtomicBool::new(false),
             shed: tokio::sync::Notify::new(),
+            spoke: AtomicBool::new(false),
         }
     }
 
@@ -111,6 +126,13 @@ impl ConnCtl {
 
     pub(super) fn set_busy(&self) {
         self.idle_since.store(BUSY, Ordering::Relaxed);
+        self.spoke.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection has started a request (then the idle timeout, not the first
+    /// request's, bounds its silences).
+    pub(super) fn spoke(&self) -> bool {
+        self.spoke.load(Ordering::Relaxed)
     }
 }
 
