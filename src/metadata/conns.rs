@@ -4,7 +4,7 @@
 //!
 //! Every accepted connection is entered in a [`ConnTable`] with a [`Phase`] and the time the
 //! phase began. The table has a cap: a connection accepted at the cap first sheds one open
-//! connection, the one that costs its client least to lose (the lowest [`Phase::rank`], then
+//! connection, the one that costs its client least to lose (the lowest `Phase::rank`, then
 //! the oldest), and a connection in [`Phase::Protected`] is never shed (the new one is refused
 //! instead). Deadlines are enforced by [`ConnTable::sweep`]: a connection still [`Phase::Fresh`]
 //! or in [`Phase::Request`] longer than the request deadline, or [`Phase::Idle`] longer than the
@@ -294,7 +294,7 @@ fn shut_down(fd: RawFd) {
 
 /// A stream entered in a [`ConnTable`]; leaves it when dropped. Reading and writing through
 /// it (the async traits) moves its phase as an HTTP connection's moves, when the table's
-/// owner asks for that with [`Tracked::auto_phase`]; other servers set phases themselves.
+/// owner asks for that with `Tracked::auto_phase`; other servers set phases themselves.
 pub struct Tracked<S> {
     stream: S,
     id: u64,
