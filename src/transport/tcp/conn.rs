@@ -223,25 +223,24 @@ impl Conn<'_> {
             match self.try_recv(&mut buf[done..]) {
                 Ok(0) => return Err(Error::new(ErrorKind::UnexpectedEof, "peer closed mid-header")),
                 Ok(n) => done += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    match tokio::time::timeout_at(deadline, self.stream.readable()).await {
-                        Ok(r) => r?,
-                        Err(_) => {
-                            return Err(Error::new(
-                                ErrorKind::TimedOut,
-                                format!(
-                                    "header incomplete after the progress timeout ({:?})",
-                                    self.shared.progress_timeout
-                                ),
-                            ));
-                        }
-                    }
-                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable_by(deadline, "header").await?,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+
+    /// Waits until the socket is readable, or fails with `TimedOut` at `deadline` (a hard one:
+    /// the progress timeout from the first byte of `what`).
+    async fn readable_by(&self, deadline: Instant, what: &str) -> Result<()> {
+        match tokio::time::timeout_at(deadline, self.stream.readable()).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(
+                ErrorKind::TimedOut,
+                format!("{what} incomplete after the progress timeout ({:?})", self.shared.progress_timeout),
+            )),
+        }
     }
 
     /// Appends `len` bytes to `v` before `deadline`, growing it with the bytes that arrive
@@ -262,20 +261,7 @@ impl Conn<'_> {
                 Ok(0) => return Err(Error::new(ErrorKind::UnexpectedEof, "peer closed inside a frame")),
                 // SAFETY: the kernel initialised these `n <= spare` bytes of the spare capacity.
                 Ok(n) => unsafe { v.set_len(v.len() + n) },
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    match tokio::time::timeout_at(deadline, self.stream.readable()).await {
-                        Ok(r) => r?,
-                        Err(_) => {
-                            return Err(Error::new(
-                                ErrorKind::TimedOut,
-                                format!(
-                                    "frame head incomplete after the progress timeout ({:?})",
-                                    self.shared.progress_timeout
-                                ),
-                            ));
-                        }
-                    }
-                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable_by(deadline, "frame head").await?,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

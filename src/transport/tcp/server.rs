@@ -110,9 +110,11 @@ pub(super) struct ConnCtl {
 const BUSY: u64 = u64::MAX;
 
 impl ConnCtl {
-    fn new() -> ConnCtl {
+    /// A connection just accepted: idle (sheddable) from `accepted_ms` until its first header,
+    /// so that at the cap the earliest silent connections go first, in accept order.
+    fn new(accepted_ms: u64) -> ConnCtl {
         ConnCtl {
-            idle_since: AtomicU64::new(BUSY),
+            idle_since: AtomicU64::new(accepted_ms.min(BUSY - 1)),
             shed_flag: AtomicBool::new(false),
             shed: tokio::sync::Notify::new(),
             spoke: AtomicBool::new(false),
@@ -120,6 +122,9 @@ impl ConnCtl {
     }
 
     pub(super) fn set_idle(&self, shared: &Shared) {
+        if !self.spoke() {
+            return; // idle since its accept (`new`)
+        }
         let ms = shared.epoch.elapsed().as_millis() as u64;
         self.idle_since.store(ms.min(BUSY - 1), Ordering::Relaxed);
     }
@@ -400,7 +405,7 @@ fn admit(shared: &Shared, id: u64, peer: SocketAddr) -> Option<Arc<ConnCtl>> {
             }
         }
     }
-    let ctl = Arc::new(ConnCtl::new());
+    let ctl = Arc::new(ConnCtl::new(shared.epoch.elapsed().as_millis() as u64));
     conns.insert(id, ctl.clone());
     Some(ctl)
 }
